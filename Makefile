@@ -1,0 +1,34 @@
+# Set-up is part of every target: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+SLANG := \b(omg|lol|lmao|ngl|smh|tbh|fire|sucks|meh)\b
+DEMO := examples/tweet-sentiment
+
+.PHONY: demo test bench lock clean
+
+$(INSTALLED): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/textgate eval $(DEMO)/model.toml $(DEMO)/val.jsonl --slice 'slang=$(SLANG)' --out-dir reports/demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/throughput.py
+
+# Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
+# the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.
+lock: $(INSTALLED)
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --extra dev --strip-extras \
+		-P torch==2.13.0 -o requirements.lock pyproject.toml
+	sed -i 's/^torch==\(.*\)+cpu/torch==\1/' requirements.lock
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

@@ -1,0 +1,57 @@
+"""The one exception family of textgate. Every message names the thing, the rule, what was
+received and what to do, so the CLI can print it as one line.
+
+    TextgateError
+    ├── ConfigError(ValueError)      a spec or config file/argument is wrong      (field)
+    ├── DataError(ValueError)        a dataset or predictions file is wrong       (field, path, row)
+    └── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
+
+Subclassing the builtins keeps callers' ``except ValueError`` / ``except OSError`` working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["ConfigError", "DataError", "ModelLoadError", "TextgateError"]
+
+
+class TextgateError(Exception):
+    """Base of every error textgate raises on purpose (CLI exit code 2)."""
+
+
+class ConfigError(TextgateError, ValueError):
+    """A ModelSpec, slice definition or other configuration value is invalid."""
+
+    def __init__(self, message: str, *, field: str | None = None, path: Path | str | None = None):
+        super().__init__(message)
+        self.field = field
+        self.path = path
+
+
+class DataError(TextgateError, ValueError):
+    """A dataset or predictions file cannot be read as asked (missing column, unknown label…)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        path: Path | str | None = None,
+        row: int | None = None,
+    ):
+        super().__init__(message)
+        self.field = field
+        self.path = path
+        self.row = row
+
+
+class ModelLoadError(TextgateError, OSError):
+    """A model, tokenizer or adapter is missing, corrupt, unsafe or inconsistent."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None):
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:  # OSError would otherwise print its errno/strerror form
+        return self.args[0]

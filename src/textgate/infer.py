@@ -1,0 +1,196 @@
+"""The inference engine: a loaded classifier over many texts, fast, in input order.
+
+How it runs (and why it matches ``transformers.pipeline`` while being faster):
+- every text is tokenized once up front with the spec's truncation and ``max_length``;
+- examples are sorted by token count and cut into batches whose padded size
+  (rows x longest row) stays within ``token_budget``, so short texts are not padded to long
+  ones and each matrix multiply is large enough to run near the CPU's peak;
+- each batch runs under ``torch.inference_mode`` (bfloat16 specs under CPU autocast:
+  matmuls in bfloat16, softmax and layer norms in float32); probabilities are a float32 softmax
+  of the logits, as the pipeline computes them;
+- results are scattered back to input order. ``batch_seconds`` are wall times per batch with
+  the up-front tokenization time shared out by batch size, so they add up to the whole run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from textgate.errors import DataError
+from textgate.model import Classifier, library_versions
+from textgate.predictions import Predictions, texts_fingerprint
+
+__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "predict"]
+
+# Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
+# that attention and activations stay in cache-friendly sizes (measured: benchmarks/throughput.py).
+DEFAULT_TOKEN_BUDGET = 4096
+# Upper bound on rows per batch so that a set of very short texts does not make one huge batch.
+MAX_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class _Batch:
+    rows: np.ndarray  # indices into the input texts
+    width: int  # padded length
+
+
+def predict(
+    classifier: Classifier,
+    texts: Sequence[str],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    progress: bool | None = None,
+) -> Predictions:
+    """Run ``classifier`` on ``texts`` and return Predictions in input order.
+
+    ``progress``: show a progress bar on stderr; ``None`` shows it only on a terminal.
+    """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be a positive number of tokens; got {token_budget}.")
+    started = time.perf_counter()
+    encoded = _tokenize(classifier, texts)
+    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+    _check_lengths(classifier, lengths)
+    tokenize_seconds = time.perf_counter() - started
+
+    batches = list(_plan_batches(lengths, classifier, token_budget))
+    probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
+    seconds = np.zeros(len(batches))
+    with _progress_bar(len(texts), progress) as advance:
+        for i, batch in enumerate(batches):
+            batch_started = time.perf_counter()
+            probabilities[batch.rows] = _run_batch(classifier, encoded, batch)
+            seconds[i] = time.perf_counter() - batch_started
+            advance(len(batch.rows))
+    sizes = np.array([len(b.rows) for b in batches], dtype=np.int64)
+    if len(texts):
+        seconds += tokenize_seconds * sizes / len(texts)
+    names = np.array(classifier.label_names, dtype=object)
+    return Predictions(
+        label_names=classifier.label_names,
+        predicted=names[probabilities.argmax(axis=1)] if len(texts) else np.array([], dtype=object),
+        probabilities=probabilities,
+        token_counts=lengths,
+        batch_seconds=seconds,
+        batch_sizes=sizes,
+        settings=_run_settings(classifier, token_budget, batches, tokenize_seconds),
+        model_fingerprint=classifier.fingerprint,
+        data_fingerprint=texts_fingerprint(texts),
+    )
+
+
+def _tokenize(classifier: Classifier, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+    if not texts:
+        return {"input_ids": []}
+    return classifier.tokenizer(
+        list(texts),
+        truncation=classifier.spec.truncation,
+        max_length=classifier.max_length if classifier.spec.truncation else None,
+        padding=False,
+        return_attention_mask=False,
+    )
+
+
+def _check_lengths(classifier: Classifier, lengths: np.ndarray) -> None:
+    too_long = np.flatnonzero(lengths > classifier.max_length)
+    if too_long.size:
+        rows = ", ".join(str(r + 1) for r in too_long[:10])
+        raise DataError(
+            f"{too_long.size} texts are longer than max_length {classifier.max_length} tokens "
+            f"(rows {rows}{', ...' if too_long.size > 10 else ''}) and the ModelSpec sets "
+            "truncation = false. Set truncation = true (what pipelines usually do) or shorten them.",
+            field="truncation",
+        )
+
+
+def _plan_batches(lengths: np.ndarray, classifier: Classifier, token_budget: int) -> Iterator[_Batch]:
+    """Longest first, so a batch that does not fit in memory fails at once, not at the end."""
+    order = np.argsort(-lengths, kind="stable")
+    fixed_width = classifier.max_length if classifier.spec.padding == "max_length" else None
+    start = 0
+    while start < len(order):
+        width = fixed_width or int(lengths[order[start]])
+        size = max(1, min(MAX_BATCH_SIZE, token_budget // max(width, 1)))
+        rows = order[start : start + size]
+        yield _Batch(rows=rows, width=width)
+        start += size
+
+
+def _run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: _Batch) -> np.ndarray:
+    inputs = _collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
+    with torch.inference_mode(), autocast:
+        logits = classifier.model(**inputs).logits
+    return torch.softmax(logits.float(), dim=-1).numpy()
+
+
+def _collate(encoded: dict[str, list[list[int]]], batch: _Batch, *, pad_id: int) -> dict[str, torch.Tensor]:
+    n = len(batch.rows)
+    ids = np.full((n, batch.width), pad_id, dtype=np.int64)
+    mask = np.zeros((n, batch.width), dtype=np.int64)
+    for out_row, row in enumerate(batch.rows):
+        tokens = encoded["input_ids"][row]
+        ids[out_row, : len(tokens)] = tokens
+        mask[out_row, : len(tokens)] = 1
+    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    if "token_type_ids" in encoded:
+        types = np.zeros((n, batch.width), dtype=np.int64)
+        for out_row, row in enumerate(batch.rows):
+            segment = encoded["token_type_ids"][row]
+            types[out_row, : len(segment)] = segment
+        inputs["token_type_ids"] = torch.from_numpy(types)
+    return inputs
+
+
+class _progress_bar:
+    """A rich progress bar on stderr, or nothing when stderr is not a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        self.total = total
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+
+    def __enter__(self):
+        if not self.enabled or self.total == 0:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self._progress.start()
+        task = self._progress.add_task("predict", total=self.total)
+        return lambda n: self._progress.advance(task, n)
+
+    def __exit__(self, *exc_info):
+        if self._progress is not None:
+            self._progress.stop()
+        return False
+
+
+def _run_settings(classifier: Classifier, token_budget: int, batches: list[_Batch], tokenize_s: float) -> dict:
+    return {
+        "model": classifier.settings(),
+        "engine": {
+            "token_budget": token_budget,
+            "max_batch_size": MAX_BATCH_SIZE,
+            "batches": len(batches),
+            "order": "length-sorted, longest first",
+            "compute": "bfloat16 autocast" if classifier.spec.dtype == "bfloat16" else "float32",
+            "attention": getattr(classifier.model.config, "_attn_implementation", None),
+            "torch_threads": torch.get_num_threads(),
+            "tokenize_seconds": round(tokenize_s, 4),
+        },
+        "versions": library_versions(),
+    }
+

@@ -1,0 +1,548 @@
+"""Metrics over saved predictions: pure functions of numpy arrays returning frozen records.
+
+Glossary: ``N`` examples, ``K`` classes, ``label_names`` the K class names in display order,
+``y_true`` / ``y_pred`` label-name sequences of length N, ``probabilities`` an (N, K) array whose
+columns follow ``label_names``.
+
+Classification values equal scikit-learn's ``classification_report(..., labels=label_names,
+zero_division=0)``. A metric that is undefined (a division by zero) is reported as 0.0 like
+scikit-learn, but instead of warning on every call the reason is recorded in ``undefined``.
+A predicted label outside ``label_names`` (e.g. a raw ``LABEL_2``) is an *invalid prediction*:
+wrong for accuracy and recall, a prediction of no class for precision, absent from the
+confusion matrix, and counted in ``invalid``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from textgate.errors import ConfigError, DataError
+
+__all__ = [
+    "Averages",
+    "CalibrationMetrics",
+    "ClassMetrics",
+    "ClassificationMetrics",
+    "Estimate",
+    "InvalidLabels",
+    "LatencyMetrics",
+    "METRICS",
+    "MetricInfo",
+    "Percentiles",
+    "ReliabilityBin",
+    "SliceMetrics",
+    "calibration_metrics",
+    "classification_metrics",
+    "invalid_labels",
+    "latency_metrics",
+    "slice_metrics",
+]
+
+# Softmax outputs stored as float32 drift from 1 by ~1e-7 per row; 1e-3 still catches logits,
+# unnormalized scores and columns that were dropped.
+ROW_SUM_TOLERANCE = 1e-3
+# Keeps log(0) finite when a model puts (numerically) zero mass on the true class.
+NLL_CLIP = 1e-12
+# Enough bins to see shape on a reliability diagram, few enough to keep most non-empty at N≈1000.
+DEFAULT_N_BINS = 15
+# How many offending values an error message quotes before summarizing the rest.
+_MAX_QUOTED = 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_plain(value: Any) -> Any:
+    """Recursively convert records, tuples and numpy values to JSON-ready Python (NaN -> None)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        return _to_plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _to_plain(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _Record:
+    """Mixin giving every result record the same JSON-ready ``to_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+
+@dataclass(frozen=True)
+class ClassMetrics(_Record):
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Averages(_Record):
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class InvalidLabels(_Record):
+    """Predictions outside ``label_names``; ``values`` are (value, count), most frequent first."""
+
+    count: int
+    rate: float
+    values: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: the confusion ndarray has no boolean ==
+class ClassificationMetrics(_Record):
+    n: int
+    accuracy: float
+    per_class: tuple[ClassMetrics, ...]
+    macro: Averages
+    weighted: Averages
+    confusion: np.ndarray  # (K, K) int64; rows true label, columns predicted, label_names order
+    invalid: InvalidLabels
+    undefined: tuple[str, ...]
+    label_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Estimate(_Record):
+    """A value together with the exact estimator that produced it (binning changes ECE)."""
+
+    value: float
+    estimator: str
+
+
+@dataclass(frozen=True)
+class ReliabilityBin(_Record):
+    """One equal-width confidence bin (lower, upper]; means are NaN when ``count`` is 0."""
+
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class CalibrationMetrics(_Record):
+    n: int
+    ece_equal_width: Estimate
+    ece_equal_mass: Estimate
+    mce: Estimate
+    brier: Estimate
+    nll: Estimate
+    reliability: tuple[ReliabilityBin, ...]
+
+
+@dataclass(frozen=True)
+class Percentiles(_Record):
+    p50: float
+    p95: float
+    p99: float
+
+
+@dataclass(frozen=True)
+class LatencyMetrics(_Record):
+    batches: int
+    examples: int
+    total_seconds: float
+    throughput_per_s: float
+    batch_ms: Percentiles  # wall time of one batch
+    per_example_ms: Percentiles  # batch time / batch size, one value per example
+
+
+@dataclass(frozen=True)
+class SliceMetrics(_Record):
+    name: str
+    size: int
+    fraction: float
+    metrics: ClassificationMetrics | None  # None when the slice matched no examples
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MetricInfo(_Record):
+    name: str
+    higher_is_better: bool
+    needs_probabilities: bool
+    description: str
+
+
+def _info(name: str, higher_is_better: bool, needs_probabilities: bool, description: str) -> tuple[str, MetricInfo]:
+    return name, MetricInfo(name, higher_is_better, needs_probabilities, description)
+
+
+METRICS: Mapping[str, MetricInfo] = dict(
+    [
+        _info("accuracy", True, False, "fraction of examples whose predicted label is the true label"),
+        _info("macro_precision", True, False, "unweighted mean of per-class precision"),
+        _info("macro_recall", True, False, "unweighted mean of per-class recall"),
+        _info("macro_f1", True, False, "unweighted mean of per-class F1"),
+        _info("weighted_precision", True, False, "mean of per-class precision weighted by support"),
+        _info("weighted_recall", True, False, "mean of per-class recall weighted by support"),
+        _info("weighted_f1", True, False, "mean of per-class F1 weighted by support"),
+        _info("invalid_label_rate", False, False, "fraction of predictions outside label_names"),
+        _info("ece_equal_width", False, True, "top-label expected calibration error, equal-width bins"),
+        _info("ece_equal_mass", False, True, "top-label expected calibration error, equal-mass bins"),
+        _info("mce", False, True, "top-label maximum calibration error over non-empty equal-width bins"),
+        _info("brier", False, True, "multiclass Brier score"),
+        _info("nll", False, True, "mean negative log-likelihood of the true class"),
+        _info("latency_p50_ms", False, False, "median wall time of one batch, ms"),
+        _info("latency_p99_ms", False, False, "99th percentile wall time of one batch, ms"),
+        _info("throughput_per_s", True, False, "examples classified per second of batch wall time"),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _quote(values: Sequence[Any]) -> str:
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:_MAX_QUOTED])
+    return shown + (f" and {len(values) - _MAX_QUOTED} more" if len(values) > _MAX_QUOTED else "")
+
+
+def _check_label_names(label_names: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(str(n) for n in label_names)
+    if not names:
+        raise DataError("label_names is empty; it must list the K >= 1 class names in display "
+                        "order. Pass the model's label names.", field="label_names")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(f"label_names must be unique; got duplicates {_quote(duplicates)}. "
+                        "Remove the repeated names.", field="label_names")
+    return names
+
+
+def _as_labels(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be a 1-D sequence of label names; got an array of shape "
+                        f"{arr.shape}. Pass one label per example.", field=name)
+    if arr.size == 0:
+        raise DataError(f"{name} is empty; metrics need at least one example. Check the dataset "
+                        "split and any filters.", field=name)
+    return arr
+
+
+def _encode(labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Index of each label in ``names``, -1 for labels outside it."""
+    index = {n: i for i, n in enumerate(names)}
+    return np.fromiter((index.get(v, -1) for v in labels), dtype=np.int64, count=labels.size)
+
+
+def _encode_true(y_true: Any, names: tuple[str, ...]) -> np.ndarray:
+    labels = _as_labels(y_true, "y_true")
+    codes = _encode(labels, names)
+    if (codes < 0).any():
+        unknown, counts = np.unique(labels[codes < 0].astype(str), return_counts=True)
+        listed = ", ".join(f"{str(u)!r} ({c})" for u, c in list(zip(unknown, counts))[:_MAX_QUOTED])
+        more = f" and {len(unknown) - _MAX_QUOTED} more" if len(unknown) > _MAX_QUOTED else ""
+        raise DataError(f"y_true must contain only labels in label_names {list(names)}; got unknown "
+                        f"labels {listed}{more}. Fix the dataset's label column or pass the full "
+                        "label set as label_names.", field="y_true")
+    return codes
+
+
+def _check_same_length(n_true: int, n_other: int, name: str) -> None:
+    if n_true != n_other:
+        raise DataError(f"{name} must have one entry per example of y_true ({n_true}); got "
+                        f"{n_other}. Pass predictions made on the same dataset, in the same order.",
+                        field=name)
+
+
+def _check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.shape != (n, k):
+        raise DataError(f"probabilities must have shape (N, K) = ({n}, {k}): one row per example, "
+                        f"one column per label in label_names order; got shape {p.shape}.",
+                        field="probabilities")
+    bad_rows = np.flatnonzero(~np.isfinite(p).all(axis=1))
+    if bad_rows.size:
+        raise DataError(f"probabilities must be finite; rows {_quote(bad_rows.tolist())} contain NaN "
+                        "or infinity. Check the model's outputs for those examples.",
+                        field="probabilities")
+    negative_rows = np.flatnonzero((p < 0).any(axis=1))
+    if negative_rows.size:
+        raise DataError(f"probabilities must be >= 0; rows {_quote(negative_rows.tolist())} have "
+                        "negative entries. Pass softmax outputs, not logits.", field="probabilities")
+    sums = p.sum(axis=1)
+    off_rows = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
+    if off_rows.size:
+        first = off_rows[0]
+        raise DataError(f"probabilities rows must sum to 1 (within {ROW_SUM_TOLERANCE}); "
+                        f"{off_rows.size} rows do not, e.g. row {first} sums to {sums[first]:.6g}. "
+                        "Apply softmax to logits, and keep a column for every label.",
+                        field="probabilities")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+# ---------------------------------------------------------------------------------------------
+
+
+def classification_metrics(y_true: Any, y_pred: Any, *, label_names: Sequence[str]) -> ClassificationMetrics:
+    """Accuracy, per-class/macro/weighted precision-recall-F1, confusion and invalid predictions."""
+    names = _check_label_names(label_names)
+    true_codes = _encode_true(y_true, names)
+    predicted = _as_labels(y_pred, "y_pred")
+    _check_same_length(true_codes.size, predicted.size, "y_pred")
+    return _classification(true_codes, predicted, names)
+
+
+def invalid_labels(y_pred: Any, *, label_names: Sequence[str]) -> InvalidLabels:
+    """Count the predictions that are not one of ``label_names`` (e.g. raw ``LABEL_2``)."""
+    names = _check_label_names(label_names)
+    predicted = _as_labels(y_pred, "y_pred")
+    return _invalid(predicted, _encode(predicted, names))
+
+
+def _invalid(predicted: np.ndarray, codes: np.ndarray) -> InvalidLabels:
+    bad = predicted[codes < 0].astype(str)
+    values, counts = np.unique(bad, return_counts=True)
+    # Most frequent first; a stable sort keeps np.unique's value order among equal counts, so
+    # the order never depends on the order of the examples.
+    order = np.argsort(-counts, kind="stable")
+    pairs = tuple((str(values[i]), int(counts[i])) for i in order)
+    return InvalidLabels(count=int(bad.size), rate=bad.size / predicted.size, values=pairs)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0.0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    safe = np.where(denominator > 0, denominator, 1)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+def _classification(true_codes: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> ClassificationMetrics:
+    k, n = len(names), true_codes.size
+    pred_codes = _encode(predicted, names)
+    valid = pred_codes >= 0
+    confusion = np.bincount(true_codes[valid] * k + pred_codes[valid], minlength=k * k).reshape(k, k)
+    confusion = confusion.astype(np.int64)
+    confusion.setflags(write=False)
+    tp = np.diag(confusion).astype(np.float64)
+    predicted_count = confusion.sum(axis=0).astype(np.float64)
+    # Support from y_true itself: examples with an invalid prediction are absent from `confusion`.
+    support = np.bincount(true_codes, minlength=k).astype(np.float64)
+    precision = _divide(tp, predicted_count)
+    recall = _divide(tp, support)
+    f1 = _divide(2 * tp, support + predicted_count)
+    per_class = tuple(
+        ClassMetrics(names[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+        for i in range(k)
+    )
+    return ClassificationMetrics(
+        n=n,
+        accuracy=float(np.mean(true_codes == pred_codes)),
+        per_class=per_class,
+        macro=Averages(*(float(np.mean(v)) for v in (precision, recall, f1))),
+        weighted=Averages(*(float(np.average(v, weights=support)) for v in (precision, recall, f1))),
+        confusion=confusion,
+        invalid=_invalid(predicted, pred_codes),
+        undefined=_undefined_reasons(names, support, predicted_count),
+        label_names=names,
+    )
+
+
+def _undefined_reasons(names: tuple[str, ...], support: np.ndarray, predicted_count: np.ndarray) -> tuple[str, ...]:
+    reasons = []
+    for name, true_n, pred_n in zip(names, support, predicted_count):
+        if pred_n == 0:
+            reasons.append(f"precision of {name!r} is undefined: the model never predicted it; "
+                           "reported as 0.0")
+        if true_n == 0:
+            reasons.append(f"recall of {name!r} is undefined: no example has it as true label; "
+                           "reported as 0.0")
+        if pred_n == 0 and true_n == 0:
+            reasons.append(f"f1 of {name!r} is undefined: it is neither a true nor a predicted "
+                           "label; reported as 0.0")
+    return tuple(reasons)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+# ---------------------------------------------------------------------------------------------
+
+
+def calibration_metrics(
+    y_true: Any, probabilities: Any, *, label_names: Sequence[str], n_bins: int = DEFAULT_N_BINS
+) -> CalibrationMetrics:
+    """Top-label ECE (two binnings), MCE, Brier score, NLL and an equal-width reliability table."""
+    names = _check_label_names(label_names)
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ConfigError(f"n_bins must be an integer >= 1; got {n_bins!r}. The usual value is "
+                          f"{DEFAULT_N_BINS}.", field="n_bins")
+    true_codes = _encode_true(y_true, names)
+    p = _check_probabilities(probabilities, true_codes.size, len(names))
+    return _calibration(true_codes, p, int(n_bins))
+
+
+def _calibration(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -> CalibrationMetrics:
+    n = true_codes.size
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == true_codes).astype(np.float64)
+    reliability = _equal_width_bins(confidence, correct, n_bins)
+    filled = [b for b in reliability if b.count]
+    gaps = [abs(b.accuracy - b.mean_confidence) for b in filled]
+    onehot = np.eye(p.shape[1])[true_codes]
+    p_true = np.clip(p[np.arange(n), true_codes], NLL_CLIP, 1.0)
+    return CalibrationMetrics(
+        n=n,
+        ece_equal_width=Estimate(
+            float(sum(g * b.count for g, b in zip(gaps, filled)) / n),
+            f"top-label ECE, {n_bins} equal-width bins, L1, weighted by bin size",
+        ),
+        ece_equal_mass=Estimate(
+            _ece_equal_mass(confidence, correct, n_bins),
+            f"top-label ECE, {n_bins} equal-mass bins, L1, weighted by bin size",
+        ),
+        mce=Estimate(
+            float(max(gaps)),
+            f"top-label maximum calibration error, {n_bins} equal-width bins, non-empty bins only",
+        ),
+        brier=Estimate(
+            float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+            "multiclass Brier score: mean over examples of sum over classes of (p - onehot)^2",
+        ),
+        nll=Estimate(
+            float(-np.mean(np.log(p_true))),
+            f"mean negative log-likelihood of the true class, natural log, p clipped at {NLL_CLIP:g}",
+        ),
+        reliability=reliability,
+    )
+
+
+def _equal_width_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[ReliabilityBin, ...]:
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # searchsorted(side="left") puts conf in (edge_i, edge_i+1]; conf == 0 joins the first bin
+    # and conf a hair above 1 (float32 softmax) joins the last.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
+    correct_sum = np.bincount(index, weights=correct, minlength=n_bins)
+    return tuple(
+        ReliabilityBin(
+            lower=float(edges[i]),
+            upper=float(edges[i + 1]),
+            count=int(counts[i]),
+            mean_confidence=float(conf_sum[i] / counts[i]) if counts[i] else math.nan,
+            accuracy=float(correct_sum[i] / counts[i]) if counts[i] else math.nan,
+        )
+        for i in range(n_bins)
+    )
+
+
+def _ece_equal_mass(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
+    # Break confidence ties by correctness so bin contents, and thus the ECE, do not depend on
+    # the order of the examples.
+    order = np.lexsort((correct, confidence))
+    total = 0.0
+    for group in np.array_split(order, n_bins):
+        if group.size:
+            total += abs(correct[group].mean() - confidence[group].mean()) * group.size
+    return float(total / confidence.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency
+# ---------------------------------------------------------------------------------------------
+
+
+def latency_metrics(batch_seconds: Any, batch_sizes: Any) -> LatencyMetrics:
+    """Throughput and batch / amortized per-example latency percentiles from batch timings."""
+    seconds = np.asarray(batch_seconds, dtype=np.float64)
+    sizes = np.asarray(batch_sizes)
+    if seconds.size == 0:
+        raise DataError("batch_seconds is empty: these predictions carry no timings (they were "
+                        "probably made by another system, not 'textgate predict'), so latency "
+                        "cannot be measured; skip latency for them.", field="batch_seconds")
+    if seconds.ndim != 1 or sizes.shape != seconds.shape:
+        raise DataError(f"batch_seconds and batch_sizes must be 1-D with one entry per batch; got "
+                        f"shapes {seconds.shape} and {sizes.shape}. Pass the Predictions' own "
+                        "batch_seconds and batch_sizes.", field="batch_sizes")
+    if not np.issubdtype(sizes.dtype, np.integer) or (sizes < 1).any():
+        raise DataError(f"batch_sizes must be integers >= 1; got {_quote(sizes.tolist())}. Record "
+                        "how many examples each batch held.", field="batch_sizes")
+    if not np.isfinite(seconds).all() or (seconds < 0).any() or seconds.sum() <= 0:
+        raise DataError(f"batch_seconds must be finite, >= 0 and not all 0; got "
+                        f"{_quote(seconds.tolist())}. Time each batch with time.perf_counter().",
+                        field="batch_seconds")
+    return _latency(seconds, sizes.astype(np.int64))
+
+
+def _percentiles(values: np.ndarray) -> Percentiles:
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return Percentiles(float(p50), float(p95), float(p99))
+
+
+def _latency(seconds: np.ndarray, sizes: np.ndarray) -> LatencyMetrics:
+    total = float(seconds.sum())
+    examples = int(sizes.sum())
+    batch_ms = seconds * 1000.0
+    return LatencyMetrics(
+        batches=int(seconds.size),
+        examples=examples,
+        total_seconds=total,
+        throughput_per_s=examples / total,
+        batch_ms=_percentiles(batch_ms),
+        per_example_ms=_percentiles(np.repeat(batch_ms / sizes, sizes)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Slices
+# ---------------------------------------------------------------------------------------------
+
+
+def slice_metrics(
+    y_true: Any, y_pred: Any, masks: Mapping[str, Any], *, label_names: Sequence[str]
+) -> tuple[SliceMetrics, ...]:
+    """Classification metrics on each named subset of examples (``masks``: name -> bool (N,))."""
+    names = _check_label_names(label_names)
+    true_codes = _encode_true(y_true, names)
+    predicted = _as_labels(y_pred, "y_pred")
+    _check_same_length(true_codes.size, predicted.size, "y_pred")
+    checked = {name: _check_mask(name, mask, true_codes.size) for name, mask in masks.items()}
+    return tuple(_slice(name, mask, true_codes, predicted, names) for name, mask in checked.items())
+
+
+def _check_mask(name: str, mask: Any, n: int) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        raise DataError(f"Mask of slice {name!r} must be a boolean array; got dtype {arr.dtype}. "
+                        "Convert it with mask.astype(bool) if it holds 0/1.", field=name)
+    if arr.shape != (n,):
+        raise DataError(f"Mask of slice {name!r} must have one entry per example ({n}); got shape "
+                        f"{arr.shape}. Build it on the same dataset as the predictions.", field=name)
+    return arr
+
+
+def _slice(name: str, mask: np.ndarray, true_codes: np.ndarray, predicted: np.ndarray,
+           names: tuple[str, ...]) -> SliceMetrics:
+    size = int(mask.sum())
+    fraction = size / mask.size
+    if size == 0:
+        return SliceMetrics(name, 0, fraction, None,
+                            note=f"slice {name!r} matched no examples; it has no metrics")
+    return SliceMetrics(name, size, fraction, _classification(true_codes[mask], predicted[mask], names))

@@ -1,0 +1,494 @@
+"""ModelSpec -> loaded classifier, safely.
+
+A MODEL argument is resolved in this fixed order (the first reading that applies wins, and
+the CLI prints which one was used):
+
+1. a path to an existing ``.toml`` file: a ModelSpec file (relative paths inside it are
+   relative to the file);
+2. ``pkg:PACKAGE/SUB/FOLDER``: a folder inside an installed Python package;
+3. a path to an existing folder: a local Hugging Face model folder;
+4. a Hugging Face Hub id (``org/name``): fetched or read from the local cache through
+   huggingface_hub, with the resolved commit recorded.
+
+Loading is safe by default: safetensors weights only (pickle files can run arbitrary code),
+no remote code, and no silently random classification head or ``LABEL_k`` label names.
+This is the only module that imports ``transformers`` and ``peft``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from textgate.errors import ConfigError, ModelLoadError
+
+__all__ = [
+    "Classifier",
+    "ModelSource",
+    "ModelSpec",
+    "load_classifier",
+    "library_versions",
+    "load_model_spec",
+    "resolve_model_argument",
+    "resolve_source",
+]
+
+PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "adapter_model.bin", "model.pt", "model.pth", "model.ckpt")
+# Files whose bytes decide a model's outputs; hashed into the fingerprint.
+FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+class ModelSpec(BaseModel):
+    """How production runs a classifier: weights, revision, adapter, precision, tokenizer settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="local folder, 'pkg:package/folder', or Hub id")
+    revision: str | None = Field(None, description="Hub branch, tag or commit (Hub ids only)")
+    adapter: str | None = Field(None, description="PEFT adapter folder applied on top of model")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    max_length: int | None = Field(None, ge=1, description="token limit; default: the model's")
+    padding: Literal["longest", "max_length"] = "longest"
+    truncation: bool = True
+    label_map: dict[int, str] | None = Field(None, description="class id -> label name")
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The spec as plain JSON values, for records and reports."""
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model string was found: how it was read and the folder it resolved to."""
+
+    reading: Literal["package", "folder", "hub"]
+    path: Path
+    revision: str | None = None  # resolved commit for Hub ids
+
+    def describe(self) -> str:
+        if self.reading == "hub":
+            return f"Hub model at commit {self.revision} (cached in {self.path})"
+        return f"{'package folder' if self.reading == 'package' else 'local folder'} {self.path}"
+
+
+@dataclass(frozen=True, eq=False)
+class Classifier:
+    """A loaded, ready-to-run classifier and everything that describes how it was loaded."""
+
+    spec: ModelSpec
+    source: ModelSource
+    model: Any  # transformers PreTrainedModel, eval mode, adapter merged
+    tokenizer: Any  # transformers fast tokenizer
+    label_names: tuple[str, ...]
+    max_length: int
+    fingerprint: str
+    weights_sha256: str
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **self.spec.settings(),
+            "resolved_model": str(self.source.path),
+            "model_reading": self.source.reading,
+            "resolved_revision": self.source.revision,
+            "effective_max_length": self.max_length,
+            "label_names": list(self.label_names),
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that can change a prediction, for records and reports."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    import transformers
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__}
+    for package in ("tokenizers", "peft", "textgate"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+# --- reading a MODEL argument -------------------------------------------------------------
+
+
+def load_model_spec(path: Path | str) -> ModelSpec:
+    """Read a ModelSpec TOML file; relative local paths in it are made relative to the file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"ModelSpec file {path} does not exist.", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"ModelSpec file {path} is not valid TOML: {exc}.", path=path) from exc
+    spec = _validate_spec(raw, origin=str(path))
+    return spec.model_copy(update=_relative_paths(spec, path.parent))
+
+
+def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"] if part != "[key]") or "(top level)"
+        got = "" if first["type"] == "missing" else f" (got {first.get('input')!r})"
+        allowed = ", ".join(ModelSpec.model_fields)
+        hint = f" Allowed keys: {allowed}." if first["type"] == "extra_forbidden" else ""
+        raise ConfigError(
+            f"Field '{field}' in {origin}: {first['msg']}{got}.{hint}",
+            field=field,
+            path=origin,
+        ) from exc
+
+
+def _relative_paths(spec: ModelSpec, base: Path) -> dict[str, str]:
+    updates = {}
+    if spec.adapter and not Path(spec.adapter).is_absolute():
+        updates["adapter"] = str((base / spec.adapter).resolve())
+    local = base / spec.model
+    if not spec.model.startswith("pkg:") and not Path(spec.model).is_absolute() and local.exists():
+        updates["model"] = str(local.resolve())
+    return updates
+
+
+def resolve_model_argument(argument: str, **overrides: Any) -> tuple[ModelSpec, str]:
+    """Turn a CLI MODEL argument into a ModelSpec, and say which reading was used."""
+    path = Path(argument)
+    if argument.endswith(".toml"):
+        if not path.is_file():
+            raise ConfigError(f"MODEL {argument!r} looks like a ModelSpec file but does not exist.",
+                              field="MODEL", path=argument)
+        spec = load_model_spec(path)
+        reading = f"ModelSpec file {path}"
+    else:
+        spec = _validate_spec({"model": argument}, origin="MODEL")
+        reading = f"model {argument!r}"
+    if overrides := {k: v for k, v in overrides.items() if v is not None}:
+        spec = _validate_spec({**spec.model_dump(), **overrides}, origin="command-line options")
+    return spec, reading
+
+
+def resolve_source(spec: ModelSpec) -> ModelSource:
+    """Find the folder holding the model's files (see the module docstring for the order)."""
+    name = spec.model
+    if name.startswith("pkg:"):
+        return ModelSource("package", _package_folder(name))
+    if Path(name).is_dir():
+        return ModelSource("folder", Path(name).resolve())
+    if _HUB_ID.match(name) and not Path(name).exists():
+        return _hub_snapshot(name, spec.revision)
+    raise ModelLoadError(
+        f"Cannot read model {name!r}: it is not a ModelSpec .toml file, not 'pkg:PACKAGE/FOLDER', "
+        "not an existing folder, and not a Hub id of the form 'org/name'. Pass a folder that "
+        "holds config.json and the weights, or a Hub id.",
+        path=name,
+    )
+
+
+def _package_folder(name: str) -> Path:
+    package, _, inner = name.removeprefix("pkg:").partition("/")
+    found = importlib.util.find_spec(package) if package.isidentifier() else None
+    if found is None or found.origin is None:
+        raise ModelLoadError(
+            f"Model {name!r} names Python package {package!r}, which is not installed; install it "
+            f"(e.g. pip install {package.replace('_', '-')}) or pass a folder.",
+            path=name,
+        )
+    folder = Path(found.origin).parent / inner
+    if not folder.is_dir():
+        raise ModelLoadError(f"Model {name!r}: package {package!r} has no folder {inner!r} "
+                             f"(looked in {folder}).", path=name)
+    return folder
+
+
+def _hub_snapshot(repo_id: str, revision: str | None) -> ModelSource:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision))
+    except LocalEntryNotFoundError as exc:
+        raise ModelLoadError(
+            f"Hub model {repo_id!r} (revision {revision or 'main'}) is not in the local cache and "
+            "the Hub cannot be reached (offline?). Download it once where the Hub is reachable, "
+            "or pass a local folder.",
+            path=repo_id,
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise ModelLoadError(f"Hub model {repo_id!r}: {exc}", path=repo_id) from exc
+    # The snapshot folder is named after the commit the revision resolved to.
+    return ModelSource("hub", folder, revision=folder.name)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_classifier(spec: ModelSpec) -> Classifier:
+    """Load a ModelSpec into a ready classifier, refusing anything unsafe or ambiguous."""
+    source = resolve_source(spec)
+    _check_model_folder(source.path, spec)
+    adapter_path = _check_adapter_folder(spec) if spec.adapter else None
+    config = _load_config(source.path, spec)
+    model = _load_weights(source.path, config, spec, has_adapter=adapter_path is not None)
+    if adapter_path is not None:
+        model = _apply_adapter(model, adapter_path, spec)
+    model.eval()
+    tokenizer = _load_tokenizer(source.path, spec)
+    weights_sha = _folder_digest(source.path, adapter_path)
+    return Classifier(
+        spec=spec,
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        label_names=tuple(model.config.id2label[i] for i in range(model.config.num_labels)),
+        max_length=_effective_max_length(spec, tokenizer, model.config),
+        fingerprint=_fingerprint(weights_sha, spec),
+        weights_sha256=weights_sha,
+    )
+
+
+def _check_model_folder(folder: Path, spec: ModelSpec) -> None:
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"No config.json in {folder}: this is not a Hugging Face model folder. Pass the folder "
+            "that save_pretrained() wrote (config.json, model.safetensors, tokenizer files).",
+            path=folder,
+        )
+    _check_weight_files(folder, "model", "model.safetensors", spec.allow_pickle)
+
+
+def _check_weight_files(folder: Path, what: str, expected: str, allow_pickle: bool) -> None:
+    if any(folder.glob("*.safetensors")):
+        for weights in folder.glob("*.safetensors"):
+            _check_safetensors_header(weights)
+        return
+    pickles = [p.name for p in folder.iterdir() if p.name in PICKLE_WEIGHT_NAMES]
+    if pickles and not allow_pickle:
+        raise ModelLoadError(
+            f"The {what} in {folder} has only pickle weights ({', '.join(pickles)}). Loading pickle "
+            "files can execute arbitrary code, so textgate refuses them by default. Convert the "
+            "weights to safetensors (load once where you trust the source and save_pretrained("
+            "safe_serialization=True)), or set allow_pickle = true in the ModelSpec if you trust it.",
+            path=folder,
+        )
+    if not pickles:
+        raise ModelLoadError(f"No weights in {folder}: expected {expected}. Was the {what} saved "
+                             "completely?", path=folder)
+
+
+def _check_safetensors_header(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
+        raise ModelLoadError(
+            f"Weights file {path} is corrupt or truncated ({exc}). Re-download or re-export it.",
+            path=path,
+        ) from exc
+    if not keys:
+        raise ModelLoadError(f"Weights file {path} holds no tensors; re-export it.", path=path)
+
+
+def _check_adapter_folder(spec: ModelSpec) -> Path:
+    folder = Path(spec.adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelLoadError(
+            f"Adapter folder {folder} has no adapter_config.json. Pass the folder that PEFT's "
+            "save_pretrained() wrote.",
+            path=folder,
+        )
+    _check_weight_files(folder, "adapter", "adapter_model.safetensors", spec.allow_pickle)
+    return folder
+
+
+def _load_config(folder: Path, spec: ModelSpec) -> Any:
+    from transformers import AutoConfig
+
+    raw = _read_json(folder / "config.json")
+    if raw.get("auto_map") and not spec.trust_remote_code:
+        raise ModelLoadError(
+            f"{folder / 'config.json'} asks for custom model code (auto_map), which would run code "
+            "from the model folder. Set trust_remote_code = true in the ModelSpec only if you "
+            "trust its source.",
+            path=folder,
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ModelLoadError(f"Cannot read {folder / 'config.json'}: {exc}", path=folder) from exc
+    _apply_label_map(config, spec, folder)
+    return config
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not valid JSON ({exc}); the file is corrupt. "
+                             "Re-download or re-export the model.", path=path) from exc
+
+
+def _apply_label_map(config: Any, spec: ModelSpec, folder: Path) -> None:
+    if spec.label_map is not None:
+        ids = sorted(spec.label_map)
+        if ids != list(range(len(ids))):
+            raise ConfigError(f"label_map keys must be the class ids 0..K-1; got {ids}.",
+                              field="label_map")
+        config.id2label = {i: spec.label_map[i] for i in ids}
+        config.label2id = {name: i for i, name in config.id2label.items()}
+        config.num_labels = len(ids)
+        return
+    names = list(getattr(config, "id2label", {}).values())
+    if not names or all(_DEFAULT_LABEL.match(str(n)) for n in names):
+        raise ModelLoadError(
+            f"{folder / 'config.json'} has no id2label label names, so predictions would come out "
+            f"as raw {', '.join(map(str, names)) or 'LABEL_k'}. Add id2label to config.json, or "
+            "add a [label_map] table (0 = \"negative\", ...) to the ModelSpec.",
+            path=folder,
+        )
+
+
+def _load_weights(folder: Path, config: Any, spec: ModelSpec, *, has_adapter: bool) -> Any:
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            folder,
+            config=config,
+            dtype="float32",  # bfloat16 runs under autocast: see textgate.infer
+            use_safetensors=not spec.allow_pickle or None,
+            trust_remote_code=spec.trust_remote_code,
+            output_loading_info=True,
+        )
+    except Exception as exc:  # transformers raises many types for broken folders
+        raise ModelLoadError(
+            f"Cannot load the weights in {folder}: {type(exc).__name__}: {exc}. The files may be "
+            "corrupt, truncated or for another architecture; re-download or re-export them.",
+            path=folder,
+        ) from exc
+    untrained_head = [k for k in info.get("missing_keys", ()) if _is_head_key(k)]
+    if untrained_head and not has_adapter:
+        raise ModelLoadError(
+            f"{folder} has no trained classification head (missing {', '.join(sorted(untrained_head))}"
+            "), so its outputs would be random. Pass a fine-tuned classifier, or the adapter that "
+            "carries the head (adapter = ... in the ModelSpec).",
+            path=folder,
+        )
+    return model
+
+
+def _is_head_key(key: str) -> bool:
+    return key.split(".")[0] in {"classifier", "score", "out_proj"} or ".classifier." in f".{key}"
+
+
+def _apply_adapter(model: Any, adapter: Path, spec: ModelSpec) -> Any:
+    from peft import PeftModel
+
+    base_named = _read_json(adapter / "adapter_config.json").get("base_model_name_or_path")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise _adapter_mismatch(adapter, base_named, spec, str(exc)) from exc
+    missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+    if missing:
+        raise _adapter_mismatch(adapter, base_named, spec, missing[0])
+    return peft_model.merge_and_unload()
+
+
+def _adapter_mismatch(adapter: Path, base_named: str | None, spec: ModelSpec, detail: str) -> ModelLoadError:
+    detail = detail.strip().splitlines()[0][:300]
+    return ModelLoadError(
+        f"Adapter {adapter} does not fit base model {spec.model!r} (the adapter names "
+        f"{base_named!r} as its base): {detail}. Use the base model the adapter was trained on.",
+        path=adapter,
+    )
+
+
+def _load_tokenizer(folder: Path, spec: ModelSpec) -> Any:
+    from transformers import AutoTokenizer
+
+    # transformers 5 silently builds an empty-vocabulary tokenizer when these are missing.
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"Cannot load the tokenizer in {folder}: none of {', '.join(TOKENIZER_FILES)} is there. "
+            "Save the tokenizer with the model (tokenizer.save_pretrained(folder)).",
+            path=folder,
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    except Exception as exc:  # missing vocab, corrupt tokenizer.json, ...
+        raise ModelLoadError(
+            f"Cannot load the tokenizer in {folder}: {type(exc).__name__}: {exc}. The folder needs "
+            "the tokenizer files that save_pretrained() writes (tokenizer.json or vocab files).",
+            path=folder,
+        ) from exc
+    if not tokenizer.is_fast:
+        raise ModelLoadError(f"The tokenizer in {folder} is a slow Python tokenizer; textgate "
+                             "needs a fast one (tokenizer.json).", path=folder)
+    return tokenizer
+
+
+def _effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    limit = min(int(tokenizer.model_max_length), positions) if tokenizer.model_max_length else positions
+    if spec.max_length is None:
+        return limit
+    if spec.max_length > positions:
+        raise ConfigError(f"max_length {spec.max_length} exceeds the model's "
+                          f"{positions} position embeddings; use at most {positions}.",
+                          field="max_length")
+    return spec.max_length
+
+
+def _folder_digest(model_folder: Path, adapter_folder: Path | None) -> str:
+    """SHA-256 over the names and bytes of every file that decides outputs."""
+    digest = hashlib.sha256()
+    for label, folder in (("model", model_folder), ("adapter", adapter_folder)):
+        if folder is None:
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in FINGERPRINT_SUFFIXES and path.name != "training.json":
+                digest.update(f"{label}/{path.relative_to(folder)}\0".encode())
+                digest.update(_file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprint(weights_sha: str, spec: ModelSpec) -> str:
+    """Weights plus every setting that changes outputs (not where the files live)."""
+    settings = spec.settings()
+    for location in ("model", "adapter", "revision"):
+        settings.pop(location)
+    payload = json.dumps({"weights": weights_sha, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,160 @@
+"""`Predictions`: the record every step hands to the next, and its Parquet file format.
+
+A Predictions file is a Parquet table, one row per input example in input order:
+
+    row            int64                  position of the example in the dataset
+    predicted      string                 predicted label name
+    probabilities  fixed_size_list<float> class probabilities, in `label_names` order
+                                          (absent for label-only predictions of other systems)
+    tokens         int32                  tokens the model saw (after truncation; optional)
+
+and one schema-metadata key, ``textgate``, holding JSON with ``schema_version``,
+``label_names``, ``settings``, ``model_fingerprint``, ``data_fingerprint``,
+``batch_seconds`` and ``batch_sizes``. Files written by older textgate versions keep
+loading: readers check ``schema_version`` and refuse only newer, unknown versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textgate.errors import DataError
+
+__all__ = [
+    "PREDICTIONS_SCHEMA_VERSION",
+    "Predictions",
+    "load_predictions",
+    "save_predictions",
+    "texts_fingerprint",
+]
+
+PREDICTIONS_SCHEMA_VERSION = 1
+_METADATA_KEY = b"textgate"
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Outputs of one classifier on one dataset, in dataset order.
+
+    ``probabilities`` is ``None`` when the predictions came from a system that gave only labels.
+    ``batch_seconds[i]`` is the wall time of batch ``i`` (tokenization + forward), holding
+    ``batch_sizes[i]`` examples; both are empty for predictions not made by textgate.
+    """
+
+    label_names: tuple[str, ...]
+    predicted: np.ndarray  # (N,) object array of label names
+    probabilities: np.ndarray | None = None  # (N, K) float32
+    token_counts: np.ndarray | None = None  # (N,) tokens per example after truncation
+    batch_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    batch_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    settings: dict[str, Any] = field(default_factory=dict)
+    model_fingerprint: str = ""
+    data_fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+    @property
+    def confidence(self) -> np.ndarray | None:
+        """Probability of the predicted class (top-label confidence), or None without probabilities."""
+        return None if self.probabilities is None else self.probabilities.max(axis=1)
+
+    @property
+    def total_seconds(self) -> float:
+        return float(np.sum(self.batch_seconds))
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    """SHA-256 (16 hex digits) of the texts in order: equal iff two runs saw the same inputs."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def save_predictions(predictions: Predictions, path: Path | str) -> Path:
+    """Write ``predictions`` to a Parquet file (see the module docstring for the layout)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    columns: dict[str, Any] = {
+        "row": pa.array(np.arange(len(predictions), dtype=np.int64)),
+        "predicted": pa.array([str(p) for p in predictions.predicted], type=pa.string()),
+    }
+    if predictions.probabilities is not None:
+        flat = pa.array(np.ascontiguousarray(predictions.probabilities, dtype=np.float32).ravel())
+        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(flat, len(predictions.label_names))
+    if predictions.token_counts is not None:
+        columns["tokens"] = pa.array(np.asarray(predictions.token_counts, dtype=np.int32))
+    metadata = {
+        "schema_version": PREDICTIONS_SCHEMA_VERSION,
+        "label_names": list(predictions.label_names),
+        "settings": predictions.settings,
+        "model_fingerprint": predictions.model_fingerprint,
+        "data_fingerprint": predictions.data_fingerprint,
+        "batch_seconds": [float(s) for s in predictions.batch_seconds],
+        "batch_sizes": [int(s) for s in predictions.batch_sizes],
+    }
+    table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: json.dumps(metadata).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def load_predictions(path: Path | str) -> Predictions:
+    """Read a Predictions file written by :func:`save_predictions` (any earlier schema version)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Predictions file {path} does not exist; pass the file written by "
+                        "'textgate predict --out'.", field="predictions", path=path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"Predictions file {path} is not a readable Parquet file ({exc}); "
+                        "write it again with 'textgate predict --out FILE.parquet'.",
+                        field="predictions", path=path) from exc
+    raw = (table.schema.metadata or {}).get(_METADATA_KEY)
+    if raw is None:
+        raise DataError(f"Parquet file {path} has no textgate metadata, so it was not written by "
+                        "'textgate predict'; for another system's predictions pass a CSV/JSONL "
+                        "file with a 'prediction' column or a plain file with one label per line.",
+                        field="predictions", path=path)
+    meta = json.loads(raw)
+    version = meta.get("schema_version", 0)
+    if version > PREDICTIONS_SCHEMA_VERSION:
+        raise DataError(f"Predictions file {path} has schema_version {version}, newer than this "
+                        f"textgate reads ({PREDICTIONS_SCHEMA_VERSION}); upgrade textgate.",
+                        field="schema_version", path=path)
+    label_names = tuple(meta["label_names"])
+    probabilities = None
+    if "probabilities" in table.column_names:
+        flat = table.column("probabilities").combine_chunks().flatten().to_numpy()
+        probabilities = flat.astype(np.float32).reshape(table.num_rows, len(label_names))
+    order = np.argsort(table.column("row").to_numpy(), kind="stable")
+    predicted = np.array(table.column("predicted").to_pylist(), dtype=object)[order]
+    token_counts = None
+    if "tokens" in table.column_names:
+        token_counts = table.column("tokens").to_numpy().astype(np.int64)[order]
+    return Predictions(
+        label_names=label_names,
+        token_counts=token_counts,
+        predicted=predicted,
+        probabilities=None if probabilities is None else probabilities[order],
+        batch_seconds=np.asarray(meta.get("batch_seconds", []), dtype=np.float64),
+        batch_sizes=np.asarray(meta.get("batch_sizes", []), dtype=np.int64),
+        settings=meta.get("settings", {}),
+        model_fingerprint=meta.get("model_fingerprint", ""),
+        data_fingerprint=meta.get("data_fingerprint", ""),
+    )

@@ -1,0 +1,130 @@
+"""The CLI end to end on a tiny model: outputs, files, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import LABELS
+
+from textgate.cli import EXIT_OK, EXIT_USAGE, main
+
+TEXTS = ["i love this lol", "awful day", "okay film", "omg so bad", "great game", "meh", "sad night",
+         "happy new phone", "the old movie", "not good tbh"]
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "data.jsonl"
+    rows = [{"text": t, "label": LABELS[i % 3], "source": "a" if i < 5 else "b"} for i, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_model_writes_reports_and_prints_tables(capsys, tiny_model_dir, data_file, tmp_path):
+    code, out, err = run(capsys, "eval", str(tiny_model_dir), str(data_file), "--slice", "slang=\\b(lol|omg|tbh)\\b",
+                         "--out-dir", str(tmp_path / "reports"))
+    assert code == EXIT_OK, err
+    assert "Per class" in out and "Confusion matrix" in out and "slang" in out
+    assert "model: model" in err and "local folder" in err  # says which reading of MODEL was used
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["kind"] == "textgate.eval"
+    assert report["slices"][0]["name"] == "slang" and report["slices"][0]["size"] == 3
+    assert report["latency"]["examples"] == len(TEXTS)
+    assert report["calibration"]["ece_equal_width"]["estimator"].startswith("top-label ECE, 15 equal-width")
+    assert "# textgate eval" in (tmp_path / "reports" / "report.md").read_text()
+
+
+def test_predict_then_eval_the_file_gives_the_same_report(capsys, tiny_model_dir, data_file, tmp_path):
+    preds = tmp_path / "preds.parquet"
+    code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(preds))
+    assert code == EXIT_OK, err
+    code, direct, _ = run(capsys, "eval", str(tiny_model_dir), str(data_file), "--format", "json")
+    code2, saved, err = run(capsys, "eval", "--predictions", str(preds), str(data_file), "--format", "json")
+    assert code == code2 == EXIT_OK, err
+    assert json.loads(direct)["metrics"] == json.loads(saved)["metrics"]
+    assert json.loads(saved)["calibration"] == json.loads(direct)["calibration"]
+
+
+def test_eval_foreign_label_file_counts_invalid_labels(capsys, data_file, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["negative", "1", "positive", "LABEL_2", "negative", "neutral", "2", "0",
+                                 "LABEL_2", "neutral"]) + "\n")
+    code, out, err = run(capsys, "eval", "--predictions", str(labels), str(data_file), "--format", "json")
+    assert code == EXIT_OK, err
+    report = json.loads(out)
+    assert report["metrics"]["invalid"] == {"count": 2, "rate": 0.2, "values": [["LABEL_2", 2]]}
+    assert report["calibration"] is None and report["latency"] is None
+    assert any("no probabilities" in note for note in report["notes"])
+
+
+def test_eval_foreign_csv_prediction_column(capsys, data_file, tmp_path):
+    csv = tmp_path / "preds.csv"
+    csv.write_text("prediction\n" + "\n".join(LABELS[i % 3] for i in range(len(TEXTS))) + "\n")
+    code, out, err = run(capsys, "eval", "--predictions", str(csv), str(data_file), "--format", "json")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["metrics"]["accuracy"] == 1.0
+
+
+def test_slices_from_a_toml_file(capsys, tiny_model_dir, data_file, tmp_path):
+    slices = tmp_path / "slices.toml"
+    slices.write_text('[[slice]]\nname = "second half"\ncolumn = "source"\nequals = "b"\n')
+    code, out, err = run(capsys, "eval", str(tiny_model_dir), str(data_file), "--slices", str(slices),
+                         "--format", "json")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["slices"][0]["size"] == 5
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda m, d, t: ["eval", str(d)], "Pass MODEL and DATA"),
+        (lambda m, d, t: ["eval", str(m), str(t / "missing.jsonl")], "missing.jsonl"),
+        (lambda m, d, t: ["eval", str(m), str(d), "--text-col", "body"], "--text-col"),
+        (lambda m, d, t: ["eval", str(m), str(d), "--slice", "bad=("], "bad"),
+        (lambda m, d, t: ["eval", str(m), str(d), "--slice", "noequals"], "noequals"),
+        (lambda m, d, t: ["eval", str(t / "nope")], "Pass MODEL and DATA"),
+        (lambda m, d, t: ["eval", "not a model", str(d)], "not an existing folder"),
+        (lambda m, d, t: ["eval", str(m), str(d), "--dtype", "fp8"], "fp8"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, tiny_model_dir, data_file, tmp_path, make_args, message):
+    code, _, err = run(capsys, *make_args(tiny_model_dir, data_file, tmp_path))
+    assert code == EXIT_USAGE
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_labels_are_listed(capsys, tiny_model_dir, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\nhello,negative\nbye,angry\nhi,angry\nyo,pos\n")
+    code, _, err = run(capsys, "eval", str(tiny_model_dir), str(data))
+    assert code == EXIT_USAGE
+    assert "angry" in err and "pos" in err and "negative, neutral, positive" in err
+
+
+def test_predictions_for_other_texts_are_refused(capsys, tiny_model_dir, data_file, tmp_path):
+    preds = tmp_path / "preds.parquet"
+    assert run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(preds))[0] == EXIT_OK
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": t + "!", "label": "neutral"}) + "\n" for t in TEXTS))
+    code, _, err = run(capsys, "eval", "--predictions", str(preds), str(other))
+    assert code == EXIT_USAGE and "made on other texts" in err
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"text": "hi", "label": "neutral"}) + "\n")
+    code, _, err = run(capsys, "eval", "--predictions", str(preds), str(short))
+    assert code == EXIT_USAGE and "10 rows but" in err
+
+
+def test_help_and_version(capsys):
+    assert run(capsys, "--help")[0] == EXIT_OK
+    code, out, _ = run(capsys, "eval", "--help")
+    assert code == EXIT_OK and "--predictions" in out and "ModelSpec" in out
+    code, out, _ = run(capsys, "--version")
+    assert code == EXIT_OK and "0.1.0" in out

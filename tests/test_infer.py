@@ -1,0 +1,102 @@
+"""The inference engine: same answers as transformers.pipeline, in input order, with settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from textgate.errors import DataError
+from textgate.infer import predict
+from textgate.model import ModelSpec, load_classifier
+from textgate.predictions import texts_fingerprint
+
+TEXTS = [
+    "i love this movie lol",
+    "awful",
+    "",
+    "   ",
+    "the game was not very good tbh " * 10,  # long: gets truncated
+    "omg!!",
+    "sad day, bad phone",
+    "great new film tomorrow #fire",
+    "meh",
+    "that was so so okay",
+] * 7
+
+
+def pipeline_probabilities(classifier, texts, *, batch_size=32):
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=classifier.model, tokenizer=classifier.tokenizer,
+                    top_k=None, device="cpu")
+    outputs = pipe(list(texts), batch_size=batch_size, truncation=True, max_length=classifier.max_length)
+    return np.array([[{d["label"]: d["score"] for d in out}[name] for name in classifier.label_names]
+                     for out in outputs])
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return load_classifier(ModelSpec(model=str(tiny_model_dir)))
+
+
+@pytest.mark.parametrize("token_budget", [1, 64, 4096])
+def test_float32_matches_the_pipeline(classifier, token_budget):
+    predictions = predict(classifier, TEXTS, token_budget=token_budget)
+    expected = pipeline_probabilities(classifier, TEXTS)
+    np.testing.assert_array_equal(predictions.probabilities.argmax(1), expected.argmax(1))
+    np.testing.assert_allclose(predictions.probabilities, expected, atol=1e-5)
+    assert len(set(predictions.predicted)) > 1  # the fixture's outputs are not constant
+
+
+def test_results_come_back_in_input_order(classifier):
+    forward = predict(classifier, TEXTS)
+    reverse = predict(classifier, TEXTS[::-1])
+    np.testing.assert_allclose(forward.probabilities, reverse.probabilities[::-1], atol=1e-6)
+    single = predict(classifier, [TEXTS[4]])
+    np.testing.assert_allclose(single.probabilities[0], forward.probabilities[4], atol=1e-6)
+
+
+def test_batches_respect_the_token_budget_and_cover_every_text(classifier):
+    predictions = predict(classifier, TEXTS, token_budget=128)
+    assert predictions.batch_sizes.sum() == len(TEXTS)
+    widest = predictions.token_counts.max()
+    assert predictions.batch_sizes[0] == 128 // widest  # longest first
+    assert predictions.settings["engine"]["batches"] == len(predictions.batch_sizes)
+    assert np.all(predictions.batch_seconds > 0)
+
+
+def test_records_token_counts_settings_and_fingerprints(classifier):
+    predictions = predict(classifier, TEXTS)
+    assert predictions.token_counts[4] == classifier.max_length  # truncated
+    assert predictions.token_counts[2] == 2  # [CLS] [SEP]
+    assert predictions.data_fingerprint == texts_fingerprint(TEXTS)
+    assert predictions.model_fingerprint == classifier.fingerprint
+    assert predictions.settings["model"]["effective_max_length"] == classifier.max_length
+    assert predictions.settings["versions"]["torch"]
+    np.testing.assert_allclose(predictions.probabilities.sum(1), 1, atol=1e-6)
+
+
+def test_padding_to_max_length_gives_the_same_answers(tiny_model_dir, classifier):
+    padded = load_classifier(ModelSpec(model=str(tiny_model_dir), padding="max_length"))
+    np.testing.assert_allclose(predict(padded, TEXTS).probabilities, predict(classifier, TEXTS).probabilities,
+                               atol=1e-5)
+
+
+def test_bfloat16_agrees_closely(tiny_model_dir, classifier):
+    bf16 = load_classifier(ModelSpec(model=str(tiny_model_dir), dtype="bfloat16"))
+    fast, exact = predict(bf16, TEXTS), predict(classifier, TEXTS)
+    assert fast.settings["engine"]["compute"] == "bfloat16 autocast"
+    assert np.abs(fast.probabilities - exact.probabilities).max() < 0.05
+    assert fast.model_fingerprint != exact.model_fingerprint
+
+
+def test_texts_over_the_limit_without_truncation_are_named(tiny_model_dir):
+    strict = load_classifier(ModelSpec(model=str(tiny_model_dir), truncation=False))
+    with pytest.raises(DataError, match=r"7 texts are longer than max_length 64 tokens \(rows 5, 15,.*truncation = true"):
+        predict(strict, TEXTS)
+
+
+def test_no_texts(classifier):
+    predictions = predict(classifier, [])
+    assert len(predictions) == 0
+    assert predictions.probabilities.shape == (0, 3)
