@@ -21,7 +21,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/throughput.py --write
 
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.

@@ -141,7 +141,7 @@ def main() -> None:
     result["verdict"] = verdict(result)
     print(json.dumps(result, indent=2))
     if args.write:
-        write_section(result, " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]))
+        write_section(result, " ".join([".venv/bin/python", "benchmarks/throughput.py", *sys.argv[1:]]))
 
 
 def verdict(r: dict) -> dict[str, bool]:
@@ -162,7 +162,7 @@ def write_section(r: dict, command: str) -> None:
         f"Measured {r['date']} on {r['machine']}; {r['texts']:,} TweetEval sentiment test tweets, demo "
         f"classifier (MiniLM-L6 + LoRA, max_length 128), token budget {r['token_budget']}.",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command}` (what `make bench` runs)",
         "",
         "| run | texts/s | vs pipeline | argmax agreement | max abs prob diff | GEMM peak used |",
         "|---|---|---|---|---|---|",

@@ -149,6 +149,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
+    (args.out / "README.md").unlink(missing_ok=True)  # PEFT's empty model-card template
     config_path = args.out / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = BASE_MODEL  # portable: not this machine's site-packages
