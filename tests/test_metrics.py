@@ -502,3 +502,16 @@ def test_registry_covers_the_gateable_metrics_with_directions():
 def test_all_is_sorted_and_importable():
     assert metrics_module.__all__ == sorted(metrics_module.__all__)
     assert all(hasattr(metrics_module, name) for name in metrics_module.__all__)
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "expected"),
+    [(8, 10, (0.4901624, 0.9433178)), (0, 10, (0.0, 0.2775328)), (10, 10, (0.7224672, 1.0)),
+     (660, 1000, (0.6301, 0.6887))],
+)
+def test_wilson_interval_matches_published_values(successes, n, expected):
+    from textgate.metrics import wilson_interval
+
+    low, high = wilson_interval(successes, n)
+    assert low == pytest.approx(expected[0], abs=1e-4)
+    assert high == pytest.approx(expected[1], abs=1e-4)

@@ -49,12 +49,13 @@ def test_report_json_and_markdown(dataset, tmp_path):
     assert data["metrics"]["invalid"]["values"] == [["LABEL_0", 1]]
     assert data["slices"][0] | {"metrics": None} == {
         "name": "slang", "size": 2, "fraction": pytest.approx(1 / 3), "metrics": None, "note": "",
-        "definition": {"name": "slang", "kind": "regex", "pattern": "lol|omg", "case_sensitive": False}}
+        "definition": {"name": "slang", "kind": "regex", "pattern": "lol|omg", "case_sensitive": False},
+        "accuracy_ci95": [pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4)]}
     assert data["data"]["empty_text_rows"] == [2]
     assert any("empty or whitespace-only" in note for note in data["notes"])
     markdown = md_path.read_text()
     assert "**Accuracy 66.67%" in markdown
-    assert "| slang | 2 | 33.33% | 50.00% | -16.67 pts |" in markdown
+    assert "| slang | 2 | 33.33% | 50.00% | [9.5, 90.5] | -16.67 pts |" in markdown
     assert "1 invalid predictions are not shown" in markdown
     assert "LABEL_0 x1" in markdown
 

@@ -18,11 +18,12 @@ from textgate.metrics import (
     classification_metrics,
     latency_metrics,
     slice_metrics,
+    wilson_interval,
 )
 from textgate.predictions import Predictions, texts_fingerprint
 from textgate.slices import SliceSpec, slice_masks
 
-__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "evaluate"]
+__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "accuracy_ci95", "evaluate"]
 
 # Version of report.json; bump on any incompatible change and keep readers of older ones.
 EVAL_REPORT_SCHEMA_VERSION = 1
@@ -51,10 +52,12 @@ class EvalReport:
             "data": self.data,
             "predictions": self.predictions,
             "metrics": self.classification.to_dict(),
+            "accuracy_ci95": list(accuracy_ci95(self.classification)),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "latency": None if self.latency is None else self.latency.to_dict(),
             "slices": [
-                {**s.to_dict(), "definition": _slice_definition(spec)}
+                {**s.to_dict(), "definition": _slice_definition(spec),
+                 "accuracy_ci95": None if s.metrics is None else list(accuracy_ci95(s.metrics))}
                 for s, spec in zip(self.slices, self.slice_definitions, strict=True)
             ],
             "slice_length_unit": self.length_unit,
@@ -96,6 +99,11 @@ def evaluate(dataset: Dataset, predictions: Predictions, *, slices: Sequence[Sli
         length_unit=masks.length_unit,
         notes=tuple(notes),
     )
+
+
+def accuracy_ci95(metrics: ClassificationMetrics) -> tuple[float, float]:
+    """95% Wilson interval of an accuracy: how far a slice's number could move by chance."""
+    return wilson_interval(round(metrics.accuracy * metrics.n), metrics.n)
 
 
 def _check_alignment(dataset: Dataset, predictions: Predictions) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "invalid_labels",
     "latency_metrics",
     "slice_metrics",
+    "wilson_interval",
 ]
 
 # Softmax outputs stored as float32 drift from 1 by ~1e-7 per row; 1e-3 still catches logits,
@@ -316,6 +317,17 @@ def invalid_labels(y_pred: Any, *, label_names: Sequence[str]) -> InvalidLabels:
     names = _check_label_names(label_names)
     predicted = _as_labels(y_pred, "y_pred")
     return _invalid(predicted, _encode(predicted, names))
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion (default 95%); stays inside [0, 1] and is honest
+    for small slices and proportions near 0 or 1, unlike the normal approximation."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _invalid(predicted: np.ndarray, codes: np.ndarray) -> InvalidLabels:

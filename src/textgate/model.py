@@ -196,7 +196,7 @@ def resolve_source(spec: ModelSpec) -> ModelSource:
     if Path(name).is_dir():
         return ModelSource("folder", Path(name).resolve())
     if _HUB_ID.match(name) and not Path(name).exists():
-        return _hub_snapshot(name, spec.revision)
+        return _hub_snapshot(name, spec.revision, allow_pickle=spec.allow_pickle)
     raise ModelLoadError(
         f"Cannot read model {name!r}: it is not a ModelSpec .toml file, not 'pkg:PACKAGE/FOLDER', "
         "not an existing folder, and not a Hub id of the form 'org/name'. Pass a folder that "
@@ -221,12 +221,14 @@ def _package_folder(name: str) -> Path:
     return folder
 
 
-def _hub_snapshot(repo_id: str, revision: str | None) -> ModelSource:
+def _hub_snapshot(repo_id: str, revision: str | None, *, allow_pickle: bool) -> ModelSource:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    # Only what a classifier needs: no ONNX/TF/Flax copies, and pickle only when allowed.
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"] + (["*.bin"] if allow_pickle else [])
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except LocalEntryNotFoundError as exc:
         raise ModelLoadError(
             f"Hub model {repo_id!r} (revision {revision or 'main'}) is not in the local cache and "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textgate.evaluation import EvalReport
+from textgate.evaluation import EvalReport, accuracy_ci95
 
 __all__ = ["Table", "eval_tables", "render_markdown", "render_terminal", "write_eval_reports"]
 
@@ -32,6 +32,10 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"[{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]"
+
+
 def eval_tables(report: EvalReport) -> list[Table]:
     """The report as titled tables, in reading order."""
     tables = [_overview(report), _per_class(report), _confusion(report)]
@@ -48,7 +52,7 @@ def _overview(report: EvalReport) -> Table:
     m = report.classification
     rows = [
         ("examples", f"{m.n:,}"),
-        ("accuracy", _pct(m.accuracy)),
+        ("accuracy", f"{_pct(m.accuracy)} {_interval(accuracy_ci95(m))}"),
         ("macro recall", _pct(m.macro.recall)),
         ("macro F1", _pct(m.macro.f1)),
         ("weighted F1", _pct(m.weighted.f1)),
@@ -86,18 +90,22 @@ def _slices(report: EvalReport) -> Table:
     rows = []
     for s in report.slices:
         if s.metrics is None:
-            rows.append((s.name, "0", "0.00%", "n/a", "n/a", "n/a", s.note))
+            rows.append((s.name, "0", "0.00%", "n/a", "n/a", "n/a", "n/a", s.note))
             continue
         delta = s.metrics.accuracy - report.classification.accuracy
         rows.append((s.name, f"{s.size:,}", _pct(s.fraction), _pct(s.metrics.accuracy),
-                     f"{100 * delta:+.2f} pts", _pct(s.metrics.macro.recall), s.note))
-    return Table("Slices", ("slice", "size", "share", "accuracy", "vs overall", "macro recall", "note"),
-                 tuple(rows), f"length slices count {report.length_unit}")
+                     _interval(accuracy_ci95(s.metrics)), f"{100 * delta:+.2f} pts",
+                     _pct(s.metrics.macro.recall), s.note))
+    caption = "95% CI: Wilson interval of the slice's accuracy"
+    if any(spec.kind == "length" for spec in report.slice_definitions):
+        caption += f"; length slices count {report.length_unit}"
+    return Table("Slices", ("slice", "size", "share", "accuracy", "95% CI", "vs overall", "macro recall",
+                            "note"), tuple(rows), caption)
 
 
 def _calibration(report: EvalReport) -> Table:
     c = report.calibration
-    estimates = (("ECE", c.ece_equal_width), ("ECE", c.ece_equal_mass), ("MCE", c.mce),
+    estimates = (("ECE equal-width", c.ece_equal_width), ("ECE equal-mass", c.ece_equal_mass), ("MCE", c.mce),
                  ("Brier", c.brier), ("NLL", c.nll))
     rows = tuple((name, _num(e.value), e.estimator) for name, e in estimates)
     return Table("Calibration", ("metric", "value", "estimator"), rows)
