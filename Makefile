@@ -14,8 +14,13 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# The evaluation, then example (b) of a gate: the postmortem's tokenizer settings must fail it.
 demo: $(INSTALLED)
 	$(BIN)/textgate eval $(DEMO)/model.toml $(DEMO)/val.jsonl --slice 'slang=$(SLANG)' --out-dir reports/demo
+	@echo; echo "== textgate gate $(DEMO)/gate-postmortem.toml (expected: FAIL, exit code 1) =="
+	@$(BIN)/textgate gate $(DEMO)/gate-postmortem.toml --out-dir reports/gate-postmortem; \
+	  code=$$?; if [ $$code -eq 1 ]; then echo "gate failed as expected (exit 1): see reports/gate-postmortem/report.html"; \
+	  else echo "unexpected exit code $$code from the postmortem gate"; exit 1; fi
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

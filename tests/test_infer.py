@@ -100,3 +100,21 @@ def test_no_texts(classifier):
     predictions = predict(classifier, [])
     assert len(predictions) == 0
     assert predictions.probabilities.shape == (0, 3)
+
+
+def test_interleaved_runs_give_the_same_answers_and_alternate(tiny_model_dir, classifier, monkeypatch):
+    from textgate import infer
+
+    short = load_classifier(ModelSpec(model=str(tiny_model_dir), max_length=16))
+    calls = []
+    original = infer._run_batch
+    monkeypatch.setattr(infer, "_run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
+    both = infer.predict_interleaved([classifier, short], TEXTS, token_budget=256)
+    np.testing.assert_allclose(both[0].probabilities, predict(classifier, TEXTS, token_budget=256).probabilities,
+                               atol=1e-6)
+    np.testing.assert_allclose(both[1].probabilities, predict(short, TEXTS, token_budget=256).probabilities,
+                               atol=1e-6)
+    assert both[0].settings["engine"]["interleaved"] is True
+    interleaved_calls = calls[: len(both[0].batch_sizes) + len(both[1].batch_sizes)]
+    assert interleaved_calls[:4] == [64, 16, 64, 16] or interleaved_calls[:2] == [64, 16]
+    assert len(set(interleaved_calls[:6])) == 2  # neither run goes first to the end

@@ -11,7 +11,12 @@ Recipe (fixed seed, CPU, deterministic given the same torch build):
   training  AdamW lr 1e-3 with a one-cycle schedule, batch 32, max_length 64, 1 epoch,
             length-bucketed batches (same examples, less padding).
 Writes adapter/ (adapter_config.json, adapter_model.safetensors, training.json) and
-model.toml (beside the adapter folder), the ModelSpec that textgate loads.
+model.toml, the ModelSpec that textgate loads (--out and --spec choose other names).
+
+The second demo adapter, for the gate example gate-adapter-v2.toml, was trained with:
+    .venv/bin/python examples/tweet-sentiment/train_adapter.py --rank 8 --lr 5e-4 --seed 7 \
+        --max-length 48 --out examples/tweet-sentiment/adapter-v2 \
+        --spec examples/tweet-sentiment/model-v2.toml
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import gzip
 import importlib.util
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -89,7 +95,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--limit", type=int, default=0, help="train on the first N tweets (smoke runs)")
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank r (alpha = 2r)")
     parser.add_argument("--out", type=Path, default=HERE / "adapter")
+    parser.add_argument("--spec", type=Path, default=HERE / "model.toml", help="ModelSpec to write")
     args = parser.parse_args()
 
     from peft import LoraConfig, get_peft_model
@@ -108,8 +116,8 @@ def main() -> None:
     )
     lora = LoraConfig(
         task_type="SEQ_CLS",
-        r=16,
-        lora_alpha=32,
+        r=args.rank,
+        lora_alpha=2 * args.rank,
         lora_dropout=0.1,
         target_modules=r".*encoder\.layer\.\d+\..*(query|key|value|dense)$",
         modules_to_save=["classifier", "pooler"],
@@ -162,12 +170,13 @@ def main() -> None:
         "lr": args.lr,
         "max_length": args.max_length,
         "seed": args.seed,
+        "lora_rank": args.rank,
         "val_macro_recall": round(val_recall, 4),
         "seconds": round(time.perf_counter() - started),
         "torch": torch.__version__,
     }
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out.parent / "model.toml").write_text(MODEL_TOML.format(adapter=args.out.name))
+    args.spec.write_text(MODEL_TOML.format(adapter=os.path.relpath(args.out, args.spec.parent)))
 
 
 MODEL_TOML = """\

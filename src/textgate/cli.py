@@ -28,6 +28,13 @@ def _stderr() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def _stdout_console() -> Any:
+    """Rich console for reports; CI logs (not a terminal) get a width that fits the tables."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 132)
+
+
 def _say(message: str) -> None:
     click.echo(f"textgate: {message}", err=True)
 
@@ -124,9 +131,44 @@ def eval_command(args: tuple[str, ...], predictions_path: Path | None, slice_fla
     if output_format == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
-        from rich.console import Console
+        render_terminal(report, _stdout_console())
 
-        render_terminal(report, Console(highlight=False))
+
+@cli.command()
+@click.argument("gate_file", type=click.Path(path_type=Path))
+@click.option("--out-dir", type=click.Path(path_type=Path), help="Write report.json, report.md and report.html here.")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Prediction cache (default $TEXTGATE_CACHE_DIR or ~/.cache/textgate).")
+@click.option("--no-cache", is_flag=True, help="Recompute both sides' predictions and store nothing.")
+@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="What to print on stdout.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache: bool, output_format: str,
+         progress: bool | None) -> None:
+    """Compare a candidate with a baseline as GATE_FILE describes; exit 1 if a check fails.
+
+    Paired statistics on the same examples (bootstrap intervals, McNemar), flips, slices,
+    calibration, latency measured interleaved, and the thresholds of GATE_FILE. Predictions are
+    cached by model, data and settings, so a re-run recomputes only what changed.
+    """
+    from textgate.cache import PredictionCache, default_cache_dir
+    from textgate.gate import load_gate_config, run_gate
+    from textgate.gate.report import gate_report_dict, render_gate_terminal, write_gate_reports
+
+    config = load_gate_config(gate_file)
+    cache = None if no_cache else PredictionCache(cache_dir or default_cache_dir())
+    _quiet_transformers()
+    run = run_gate(config, cache=cache, progress=progress, say=_say)
+    report = gate_report_dict(run)
+    if out_dir is not None:
+        for path in write_gate_reports(report, out_dir):
+            _say(f"wrote {path}")
+    if output_format == "json":
+        click.echo(json.dumps(report, indent=2, allow_nan=False))
+    else:
+        render_gate_terminal(report, _stdout_console())
+    if run.result.exit_code:
+        raise click.exceptions.Exit(EXIT_GATE_FAILED)
 
 
 def _split_eval_args(args: tuple[str, ...], predictions_path: Path | None) -> tuple[str | None, Path]:
@@ -166,39 +208,18 @@ def _predict_for_eval(model: str, data: Path, text_col: str, label_col: str, run
 
 def _load_for_eval(predictions_path: Path, data: Path, text_col: str, label_col: str):
     from textgate.data import read_dataset
-    from textgate.predictions import Predictions, load_predictions
+    from textgate.predictions import is_textgate_predictions, load_any_predictions, load_predictions
 
-    from_textgate = _is_textgate_predictions(predictions_path)
-    saved = load_predictions(predictions_path) if from_textgate else None
+    saved = load_predictions(predictions_path) if is_textgate_predictions(predictions_path) else None
     dataset = read_dataset(data, text_col=text_col, label_col=label_col,
                            label_names=saved.label_names if saved else None)
     _report_dataset(dataset)
     if saved is not None:
         _say(f"predictions: textgate file {predictions_path} (model fingerprint {saved.model_fingerprint})")
         return dataset, saved
-    predicted = _read_foreign_predictions(predictions_path, dataset.label_names)
-    _say(f"predictions: {len(predicted):,} labels from {predictions_path} (no probabilities or timings)")
-    return dataset, Predictions(label_names=dataset.label_names, predicted=predicted)
-
-
-def _is_textgate_predictions(path: Path) -> bool:
-    if path.suffix != ".parquet" or not path.is_file():
-        return False
-    import pyarrow.parquet as pq
-
-    try:
-        return b"textgate" in (pq.read_schema(path).metadata or {})
-    except Exception:  # unreadable: let the full reader produce the precise error
-        return True
-
-
-def _read_foreign_predictions(path: Path, label_names: tuple[str, ...]):
-    from textgate.data import read_label_list, read_prediction_column
-
-    suffixes = "".join(path.suffixes[-2:])
-    if any(suffixes.endswith(s) for s in (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".gz")):
-        return read_prediction_column(path, label_names=label_names)
-    return read_label_list(path, label_names=label_names)
+    predictions = load_any_predictions(predictions_path, label_names=dataset.label_names)
+    _say(f"predictions: {len(predictions):,} labels from {predictions_path} (no probabilities or timings)")
+    return dataset, predictions
 
 
 def _load(model: str, run_options: dict):
@@ -227,18 +248,20 @@ def _report_dataset(dataset) -> None:
 
 
 def _quiet_transformers() -> None:
-    """transformers' own progress bars and load reports would interleave with ours."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    """transformers' own progress bars and load reports would interleave with ours. Set
+    through the environment, read when transformers is first imported (if it is at all)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map errors to exit codes."""
     debug = os.environ.get("TEXTGATE_DEBUG") == "1" or "--debug" in (argv or sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="textgate", standalone_mode=False)
+        # Without standalone mode click returns the code of a ctx.exit()/Exit instead of raising.
+        code = cli.main(args=argv, prog_name="textgate", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as exc:

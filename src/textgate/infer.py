@@ -27,7 +27,7 @@ from textgate.errors import DataError
 from textgate.model import Classifier, library_versions
 from textgate.predictions import Predictions, texts_fingerprint
 
-__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "predict"]
+__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "predict", "predict_interleaved"]
 
 # Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
 # that attention and activations stay in cache-friendly sizes (measured: benchmarks/throughput.py).
@@ -53,38 +53,81 @@ def predict(
 
     ``progress``: show a progress bar on stderr; ``None`` shows it only on a terminal.
     """
+    return predict_interleaved([classifier], texts, token_budget=token_budget, progress=progress)[0]
+
+
+def predict_interleaved(
+    classifiers: Sequence[Classifier],
+    texts: Sequence[str],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    progress: bool | None = None,
+) -> list[Predictions]:
+    """Run several classifiers on the same ``texts`` with their batches alternating.
+
+    The run that has done the smallest share of the texts goes next, so a slow spell of the
+    machine (another process, thermal throttling) lands on every classifier alike and their
+    latencies can be compared. Each result is exactly what :func:`predict` would return.
+    """
     if token_budget < 1:
         raise ValueError(f"token_budget must be a positive number of tokens; got {token_budget}.")
-    started = time.perf_counter()
-    encoded = _tokenize(classifier, texts)
-    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
-    _check_lengths(classifier, lengths)
-    tokenize_seconds = time.perf_counter() - started
+    runs = [_Run(classifier, texts, token_budget) for classifier in classifiers]
+    steps = [run.steps() for run in runs]
+    done = [0] * len(runs)
+    active = set(range(len(runs)))
+    with _progress_bar(len(texts) * len(runs), progress) as advance:
+        while active:
+            turn = min(active, key=lambda i: (done[i], i))
+            batch_size = next(steps[turn], None)
+            if batch_size is None:
+                active.remove(turn)
+            else:
+                done[turn] += batch_size
+                advance(batch_size)
+    return [run.result(interleaved=len(runs) > 1) for run in runs]
 
-    batches = list(_plan_batches(lengths, classifier, token_budget))
-    probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
-    seconds = np.zeros(len(batches))
-    with _progress_bar(len(texts), progress) as advance:
-        for i, batch in enumerate(batches):
+
+class _Run:
+    """One classifier over the texts: tokenized and planned up front, then batch by batch."""
+
+    def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int):
+        started = time.perf_counter()
+        self.classifier, self.texts, self.token_budget = classifier, texts, token_budget
+        self.encoded = _tokenize(classifier, texts)
+        self.lengths = np.fromiter((len(ids) for ids in self.encoded["input_ids"]), dtype=np.int64,
+                                   count=len(texts))
+        _check_lengths(classifier, self.lengths)
+        self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
+        self.probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
+        self.seconds = np.zeros(len(self.batches))
+        self.tokenize_seconds = time.perf_counter() - started
+
+    def steps(self) -> Iterator[int]:
+        for i, batch in enumerate(self.batches):
             batch_started = time.perf_counter()
-            probabilities[batch.rows] = _run_batch(classifier, encoded, batch)
-            seconds[i] = time.perf_counter() - batch_started
-            advance(len(batch.rows))
-    sizes = np.array([len(b.rows) for b in batches], dtype=np.int64)
-    if len(texts):
-        seconds += tokenize_seconds * sizes / len(texts)
-    names = np.array(classifier.label_names, dtype=object)
-    return Predictions(
-        label_names=classifier.label_names,
-        predicted=names[probabilities.argmax(axis=1)] if len(texts) else np.array([], dtype=object),
-        probabilities=probabilities,
-        token_counts=lengths,
-        batch_seconds=seconds,
-        batch_sizes=sizes,
-        settings=_run_settings(classifier, token_budget, batches, tokenize_seconds),
-        model_fingerprint=classifier.fingerprint,
-        data_fingerprint=texts_fingerprint(texts),
-    )
+            self.probabilities[batch.rows] = _run_batch(self.classifier, self.encoded, batch)
+            self.seconds[i] = time.perf_counter() - batch_started
+            yield len(batch.rows)
+
+    def result(self, *, interleaved: bool) -> Predictions:
+        sizes = np.array([len(b.rows) for b in self.batches], dtype=np.int64)
+        seconds = self.seconds.copy()
+        if len(self.texts):
+            seconds += self.tokenize_seconds * sizes / len(self.texts)
+        names = np.array(self.classifier.label_names, dtype=object)
+        settings = _run_settings(self.classifier, self.token_budget, self.batches, self.tokenize_seconds)
+        settings["engine"]["interleaved"] = interleaved
+        return Predictions(
+            label_names=self.classifier.label_names,
+            predicted=names[self.probabilities.argmax(axis=1)] if len(self.texts) else np.array([], dtype=object),
+            probabilities=self.probabilities,
+            token_counts=self.lengths,
+            batch_seconds=seconds,
+            batch_sizes=sizes,
+            settings=settings,
+            model_fingerprint=self.classifier.fingerprint,
+            data_fingerprint=texts_fingerprint(self.texts),
+        )
 
 
 def _tokenize(classifier: Classifier, texts: Sequence[str]) -> dict[str, list[list[int]]]:

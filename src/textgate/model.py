@@ -17,6 +17,7 @@ This is the only module that imports ``transformers`` and ``peft``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -25,19 +26,24 @@ import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from textgate.config import validate_table
 from textgate.errors import ConfigError, ModelLoadError
 
 __all__ = [
     "Classifier",
+    "ModelIdentity",
     "ModelSource",
     "ModelSpec",
     "load_classifier",
+    "identify_model",
     "library_versions",
     "load_model_spec",
+    "model_label_names",
     "resolve_model_argument",
     "resolve_source",
 ]
@@ -112,16 +118,14 @@ class Classifier:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of everything that can change a prediction, for records and reports."""
+    """Versions of everything that can change a prediction, for records, reports and cache keys.
+
+    Read from package metadata, so asking does not import torch or transformers."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    import torch
-    import transformers
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "transformers": transformers.__version__}
-    for package in ("tokenizers", "peft", "textgate"):
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "tokenizers", "peft", "textgate"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
@@ -146,19 +150,7 @@ def load_model_spec(path: Path | str) -> ModelSpec:
 
 
 def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
-    try:
-        return ModelSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"] if part != "[key]") or "(top level)"
-        got = "" if first["type"] == "missing" else f" (got {first.get('input')!r})"
-        allowed = ", ".join(ModelSpec.model_fields)
-        hint = f" Allowed keys: {allowed}." if first["type"] == "extra_forbidden" else ""
-        raise ConfigError(
-            f"Field '{field}' in {origin}: {first['msg']}{got}.{hint}",
-            field=field,
-            path=origin,
-        ) from exc
+    return validate_table(ModelSpec, raw, origin=origin)
 
 
 def _relative_paths(spec: ModelSpec, base: Path) -> dict[str, str]:
@@ -245,18 +237,48 @@ def _hub_snapshot(repo_id: str, revision: str | None, *, allow_pickle: bool) -> 
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_classifier(spec: ModelSpec) -> Classifier:
-    """Load a ModelSpec into a ready classifier, refusing anything unsafe or ambiguous."""
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What decides a classifier's outputs, known without loading it: its files and settings."""
+
+    spec: ModelSpec
+    source: ModelSource
+    adapter_path: Path | None
+    weights_sha256: str
+    fingerprint: str
+
+
+def identify_model(spec: ModelSpec) -> ModelIdentity:
+    """Resolve and check the model's files and fingerprint them, without loading weights.
+
+    Cheap enough to run before every cached step: hashing reads the files once per process.
+    """
     source = resolve_source(spec)
     _check_model_folder(source.path, spec)
     adapter_path = _check_adapter_folder(spec) if spec.adapter else None
+    weights_sha = _folder_digest(source.path, adapter_path)
+    return ModelIdentity(spec, source, adapter_path, weights_sha, _fingerprint(weights_sha, spec))
+
+
+def model_label_names(identity: ModelIdentity) -> tuple[str, ...]:
+    """The label names the model will output (config.json + label_map), without importing
+    transformers or loading weights; the same rules as loading (no LABEL_k names)."""
+    raw = _read_json(identity.source.path / "config.json")
+    config = SimpleNamespace(id2label={int(k): v for k, v in (raw.get("id2label") or {}).items()})
+    _apply_label_map(config, identity.spec, identity.source.path)
+    return tuple(config.id2label[i] for i in sorted(config.id2label))
+
+
+def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
+    """Load a ModelSpec into a ready classifier, refusing anything unsafe or ambiguous."""
+    identity = spec if isinstance(spec, ModelIdentity) else identify_model(spec)
+    spec, source = identity.spec, identity.source
     config = _load_config(source.path, spec)
-    model = _load_weights(source.path, config, spec, has_adapter=adapter_path is not None)
-    if adapter_path is not None:
-        model = _apply_adapter(model, adapter_path, spec)
+    model = _load_weights(source.path, config, spec, has_adapter=identity.adapter_path is not None)
+    if identity.adapter_path is not None:
+        model = _apply_adapter(model, identity.adapter_path, spec)
     model.eval()
     tokenizer = _load_tokenizer(source.path, spec)
-    weights_sha = _folder_digest(source.path, adapter_path)
     return Classifier(
         spec=spec,
         source=source,
@@ -264,8 +286,8 @@ def load_classifier(spec: ModelSpec) -> Classifier:
         tokenizer=tokenizer,
         label_names=tuple(model.config.id2label[i] for i in range(model.config.num_labels)),
         max_length=_effective_max_length(spec, tokenizer, model.config),
-        fingerprint=_fingerprint(weights_sha, spec),
-        weights_sha256=weights_sha,
+        fingerprint=identity.fingerprint,
+        weights_sha256=identity.weights_sha256,
     )
 
 
@@ -299,18 +321,25 @@ def _check_weight_files(folder: Path, what: str, expected: str, allow_pickle: bo
 
 
 def _check_safetensors_header(path: Path) -> None:
-    from safetensors import safe_open
-
+    """Read the header (8-byte length + JSON) and check that every tensor's bytes are present:
+    catches truncated and garbled files without importing torch or reading the weights."""
+    size = path.stat().st_size
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
+        with path.open("rb") as handle:
+            header_length = int.from_bytes(handle.read(8), "little")
+            if not 2 <= header_length <= size - 8:
+                raise ValueError(f"header length {header_length} does not fit a {size}-byte file")
+            header = json.loads(handle.read(header_length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        if not ends:
+            raise ValueError("it holds no tensors")
+        if 8 + header_length + max(ends) > size:
+            raise ValueError(f"the tensors need {8 + header_length + max(ends)} bytes but the file has {size}")
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise ModelLoadError(
             f"Weights file {path} is corrupt or truncated ({exc}). Re-download or re-export it.",
             path=path,
         ) from exc
-    if not keys:
-        raise ModelLoadError(f"Weights file {path} holds no tensors; re-export it.", path=path)
 
 
 def _check_adapter_folder(spec: ModelSpec) -> Path:
@@ -480,6 +509,13 @@ def _folder_digest(model_folder: Path, adapter_folder: Path | None) -> str:
 
 
 def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _file_sha256_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
+    """Size and modification time are part of the key, so an edited file is hashed again."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):

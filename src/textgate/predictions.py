@@ -30,6 +30,8 @@ from textgate.errors import DataError
 __all__ = [
     "PREDICTIONS_SCHEMA_VERSION",
     "Predictions",
+    "is_textgate_predictions",
+    "load_any_predictions",
     "load_predictions",
     "save_predictions",
     "texts_fingerprint",
@@ -158,3 +160,33 @@ def load_predictions(path: Path | str) -> Predictions:
         model_fingerprint=meta.get("model_fingerprint", ""),
         data_fingerprint=meta.get("data_fingerprint", ""),
     )
+
+
+def is_textgate_predictions(path: Path | str) -> bool:
+    """True for a Parquet file written by :func:`save_predictions` (or an unreadable .parquet,
+    so that :func:`load_predictions` reports precisely what is wrong with it)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix != ".parquet" or not path.is_file():
+        return False
+    try:
+        return _METADATA_KEY in (pq.read_schema(path).metadata or {})
+    except Exception:  # pyarrow raises several types for broken files
+        return True
+
+
+def load_any_predictions(path: Path | str, *, label_names: Sequence[str]) -> Predictions:
+    """A textgate Predictions file, or another system's labels: a CSV/TSV/JSONL/Parquet file
+    with a ``prediction`` column, or a plain file with one label (name or id) per line."""
+    from textgate.data import read_label_list, read_prediction_column
+
+    path = Path(path)
+    if is_textgate_predictions(path):
+        return load_predictions(path)
+    tabular = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".csv.gz", ".tsv.gz", ".jsonl.gz", ".ndjson.gz")
+    if path.name.lower().endswith(tabular):
+        predicted = read_prediction_column(path, label_names=label_names)
+    else:
+        predicted = read_label_list(path, label_names=label_names)
+    return Predictions(label_names=tuple(label_names), predicted=predicted)

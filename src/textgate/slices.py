@@ -32,6 +32,7 @@ __all__ = [
     "load_slices_toml",
     "parse_slice_flag",
     "slice_masks",
+    "slices_from_toml",
 ]
 
 # Informal-register words the demo sentiment model is expected to find hard (case-insensitive).
@@ -90,6 +91,16 @@ def load_slices_toml(path: Path | str) -> tuple[SliceSpec, ...]:
         raise ConfigError(f"Unknown top-level key '{unknown[0]}' in {path.name}; allowed: "
                           f"{', '.join(_TOP_KEYS)}. Define each slice in a [[slice]] table.",
                           field=unknown[0], path=path)
+    specs = slices_from_toml(doc, path=path)
+    if not specs:
+        raise ConfigError(f"{path.name} defines no slices; add a [[slice]] table or "
+                          "length_buckets.", field="slice", path=path)
+    return specs
+
+
+def slices_from_toml(doc: Mapping[str, Any], *, path: Path) -> tuple[SliceSpec, ...]:
+    """Slices from the ``slice`` tables and ``length_buckets`` of an already parsed TOML
+    document (a slices file, or a gate file that holds slices among other tables)."""
     tables = doc.get("slice", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"'slice' in {path.name} must be an array of tables; write each slice "
@@ -98,9 +109,6 @@ def load_slices_toml(path: Path | str) -> tuple[SliceSpec, ...]:
     specs = [_spec_from_table(table, index, path) for index, table in enumerate(tables, 1)]
     if "length_buckets" in doc:
         specs.extend(_length_buckets(doc["length_buckets"], path))
-    if not specs:
-        raise ConfigError(f"{path.name} defines no slices; add a [[slice]] table or "
-                          "length_buckets.", field="slice", path=path)
     _require_unique(specs, where=path.name, path=path)
     return tuple(specs)
 

@@ -1,0 +1,204 @@
+"""Gate checks: thresholds applied to a paired Comparison (pure; no models, no files).
+
+Every check records the measured value, its interval, the threshold, the rule and a status:
+``fail`` blocks the merge, ``warn`` is shown but does not (a slice smaller than
+``min_slice_size``), ``pass``, or ``skip`` (nothing to measure, e.g. no timings).
+
+Drop checks (a metric got worse) follow ``thresholds.mode``:
+- ``threshold``: fail when the drop exceeds the threshold; with ``require_significance`` only
+  when it is also significant at ``alpha`` (McNemar mid-p for accuracy, otherwise the
+  (1 - alpha) paired-bootstrap interval excluding zero);
+- ``non-inferiority``: fail unless the upper bound of the drop's interval is below the margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from textgate.compare import Comparison, MetricDelta
+from textgate.evaluation import EvalReport
+from textgate.gate.config import Thresholds
+from textgate.metrics import _Record, wilson_interval
+
+__all__ = ["Check", "GateResult", "check_gate"]
+
+Status = Literal["pass", "warn", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Check(_Record):
+    name: str
+    scope: str  # "overall" or a slice name
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    value: float | None  # what the threshold is compared with
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    threshold: float | None
+    rule: str
+    status: Status
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateResult(_Record):
+    verdict: Literal["pass", "fail"]
+    summary: str
+    checks: tuple[Check, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict == "pass" else 1
+
+
+def check_gate(comparison: Comparison, baseline: EvalReport, candidate: EvalReport,
+               thresholds: Thresholds) -> GateResult:
+    """Apply ``thresholds`` to the comparison; the verdict fails if any check fails."""
+    checks = [*_overall_checks(comparison, thresholds), *_latency_checks(baseline, candidate, thresholds),
+              *_slice_checks(comparison, thresholds)]
+    warnings = [f"slice '{s.name}' has {s.size} examples (< min_slice_size {thresholds.min_slice_size}): "
+                "its checks warn instead of fail" for s in comparison.slices
+                if 0 < s.size < thresholds.min_slice_size]
+    failed = [c for c in checks if c.status == "fail"]
+    verdict = "fail" if failed else "pass"
+    if failed:
+        names = ", ".join(f"{c.name}" + ("" if c.scope == "overall" else f" on '{c.scope}'") for c in failed)
+        summary = f"FAIL: {len(failed)} of {len(checks)} checks failed ({names})"
+    else:
+        summary = f"PASS: {len(checks)} checks passed" + (f", {sum(c.status == 'warn' for c in checks)} warnings"
+                                                        if any(c.status == "warn" for c in checks) else "")
+    order = {"fail": 0, "warn": 1, "pass": 2, "skip": 3}
+    return GateResult(verdict, summary, tuple(sorted(checks, key=lambda c: order[c.status])), tuple(warnings))
+
+
+def _metric(comparison: Comparison, name: str) -> MetricDelta | None:
+    return next((m for m in comparison.metrics if m.name == name), None)
+
+
+def _overall_checks(comparison: Comparison, t: Thresholds) -> list[Check]:
+    checks = []
+    accuracy = _metric(comparison, "accuracy")
+    if t.max_accuracy_drop is not None:
+        checks.append(_drop_check("accuracy", "overall", accuracy, t.max_accuracy_drop, t,
+                                  p_value=comparison.mcnemar.p_value))
+    if t.max_macro_f1_drop is not None:
+        checks.append(_drop_check("macro F1", "overall", _metric(comparison, "macro_f1"), t.max_macro_f1_drop, t))
+    if t.max_recall_drop is not None:
+        for delta in comparison.metrics:
+            if delta.name.startswith("recall:"):
+                checks.append(_drop_check(delta.name.replace(":", " of "), "overall", delta, t.max_recall_drop, t))
+    if t.max_ece_increase is not None:
+        ece = _metric(comparison, "ece")
+        checks.append(_drop_check("ECE", "overall", ece, t.max_ece_increase, t) if ece is not None else
+                      _skipped("ECE", "overall", "ece", "a side has no probabilities"))
+    if t.max_invalid_label_rate is not None:
+        checks.append(_invalid_check(_metric(comparison, "invalid_label_rate"), t.max_invalid_label_rate))
+    flips = comparison.flips
+    if t.max_flip_rate is not None:
+        checks.append(_rate_check("flip rate", "overall", flips.flipped, flips.n, t.max_flip_rate,
+                                  "predictions changed label"))
+    if t.max_harmful_flip_rate is not None:
+        checks.append(_rate_check("harmful flip rate", "overall", flips.harmful, flips.n, t.max_harmful_flip_rate,
+                                  "predictions went from correct to wrong"))
+    if t.max_label_shift is not None:
+        shift = comparison.label_shift.total_variation
+        status: Status = "fail" if shift > t.max_label_shift else "pass"
+        checks.append(Check("label distribution shift", "overall", "total_variation", None, None, shift, None, None,
+                            None, t.max_label_shift, f"total variation <= {t.max_label_shift:g}", status,
+                            f"predicted-label distribution moved by {100 * shift:.1f}% (total variation)"))
+    return checks
+
+
+def _slice_checks(comparison: Comparison, t: Thresholds) -> list[Check]:
+    checks = []
+    for s in comparison.slices:
+        if s.size == 0 or s.accuracy is None:
+            checks.append(_skipped("slice accuracy", s.name, "accuracy", "the slice matched no examples"))
+            continue
+        small = s.size < t.min_slice_size
+        if t.max_slice_accuracy_drop is not None:
+            checks.append(_drop_check("slice accuracy", s.name, s.accuracy, t.max_slice_accuracy_drop, t,
+                                      p_value=s.mcnemar.p_value, small=small))
+        if t.max_slice_flip_rate is not None:
+            checks.append(_rate_check("slice flip rate", s.name, s.flips.flipped, s.flips.n, t.max_slice_flip_rate,
+                                      "predictions changed label", small=small))
+    return checks
+
+
+def _drop_check(name: str, scope: str, delta: MetricDelta, threshold: float, t: Thresholds, *,
+                p_value: float | None = None, small: bool = False) -> Check:
+    sign = 1 if delta.higher_is_better else -1
+    harm = -sign * delta.delta
+    harm_low, harm_high = sorted((-sign * delta.ci_low, -sign * delta.ci_high))
+    word = "drop" if delta.higher_is_better else "increase"
+    unit, scale, digits = (" pts", 100, 1) if delta.name != "ece" else ("", 1, 4)
+    if t.mode == "non-inferiority":
+        failed = harm_high >= threshold
+        rule = f"upper bound of {word} < {scale * threshold:g}{unit}"
+        why = (f"the interval's worst case, a {word} of {scale * harm_high:.{digits}f}{unit}, "
+               f"{'reaches' if failed else 'stays below'} the {scale * threshold:g}{unit} margin")
+    else:
+        exceeded = harm > threshold
+        significant = (p_value < t.alpha) if p_value is not None else harm_low > 0
+        failed = exceeded and (significant or not t.require_significance)
+        rule = f"{word} <= {scale * threshold:g}{unit}" + (f", fails only if significant at {t.alpha:g}"
+                                                           if t.require_significance else "")
+        verb = {True: "more than", False: "within"}[exceeded]
+        why = (f"{delta.name} {'fell' if harm > 0 and delta.higher_is_better else 'rose' if harm > 0 else 'changed'} "
+               f"{scale * abs(delta.delta):.{digits}f}{unit} (95% interval of the {word}: "
+               f"{scale * harm_low:.{digits}f} to {scale * harm_high:.{digits}f}), {verb} the "
+               f"{scale * threshold:g}{unit} allowed")
+        if exceeded and t.require_significance and not significant:
+            why += ", but not significant"
+    status: Status = "fail" if failed else "pass"
+    if failed and small:
+        status, why = "warn", why + f" (small slice: {delta.n} examples)"
+    return Check(name, scope, delta.name, delta.baseline, delta.candidate, delta.delta, delta.ci_low,
+                 delta.ci_high, p_value, threshold, rule, status, why)
+
+
+def _rate_check(name: str, scope: str, count: int, n: int, threshold: float, what: str, *,
+                small: bool = False) -> Check:
+    rate = count / n if n else 0.0
+    low, high = wilson_interval(count, n)
+    status: Status = "fail" if rate > threshold else "pass"
+    reason = f"{count:,} of {n:,} {what} ({100 * rate:.2f}%), {'more than' if rate > threshold else 'within'} " \
+             f"the {100 * threshold:g}% allowed"
+    if status == "fail" and small:
+        status, reason = "warn", reason + f" (small slice: {n} examples)"
+    return Check(name, scope, name.replace(" ", "_"), None, None, rate, low, high, None, threshold,
+                 f"rate <= {100 * threshold:g}%", status, reason)
+
+
+def _invalid_check(delta: MetricDelta, threshold: float) -> Check:
+    status: Status = "fail" if delta.candidate > threshold else "pass"
+    reason = (f"{100 * delta.candidate:.2f}% of the candidate's predictions are outside the label set "
+              f"(baseline {100 * delta.baseline:.2f}%)")
+    return Check("invalid labels", "overall", "invalid_label_rate", delta.baseline, delta.candidate, delta.candidate,
+                 None, None, None, threshold, f"rate <= {100 * threshold:g}%", status, reason)
+
+
+def _latency_checks(baseline: EvalReport, candidate: EvalReport, t: Thresholds) -> list[Check]:
+    if t.max_p99_latency_increase is None:
+        return []
+    if baseline.latency is None or candidate.latency is None:
+        return [_skipped("p99 latency", "overall", "latency_p99_ms", "a side has no timings (predictions made "
+                         "outside textgate)")]
+    # Per text (batch time / batch size): the two sides may batch differently, so batch times
+    # are not comparable, but the cost of one text is.
+    before, after = baseline.latency.per_example_ms.p99, candidate.latency.per_example_ms.p99
+    increase = after / before - 1 if before > 0 else 0.0
+    status: Status = "fail" if increase > t.max_p99_latency_increase else "pass"
+    reason = (f"p99 per-text latency {before:.2f} ms -> {after:.2f} ms ({100 * increase:+.1f}%), "
+              f"{'more than' if status == 'fail' else 'within'} the {100 * t.max_p99_latency_increase:g}% allowed")
+    return [Check("p99 latency", "overall", "latency_p99_ms", before, after, increase, None, None, None,
+                  t.max_p99_latency_increase, f"relative increase <= {100 * t.max_p99_latency_increase:g}%",
+                  status, reason)]
+
+
+def _skipped(name: str, scope: str, metric: str, why: str) -> Check:
+    return Check(name, scope, metric, None, None, None, None, None, None, None, "-", "skip", why)

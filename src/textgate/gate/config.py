@@ -1,0 +1,178 @@
+"""The gate file: what to compare, on which data and slices, and what counts as a regression.
+
+    length_buckets = [0, 16, 32, 64]      # optional slices by token count (top-level, first)
+
+    [data]
+    path = "val.jsonl"                    # relative to this file
+    text_col = "text"
+    label_col = "label"
+
+    [[slice]]                             # any number; same keys as a slices file
+    name = "slang"
+    regex = '\\b(omg|lol)\\b'
+
+    [baseline]
+    spec = "model.toml"                   # a ModelSpec file ...
+    [candidate]
+    spec = "model.toml"
+    dtype = "bfloat16"                    # ... with overrides, or ModelSpec keys inline,
+                                          # or predictions = "candidate.parquet"
+    [thresholds]
+    max_accuracy_drop = 0.02              # fractions: 0.02 = 2 accuracy points
+
+    [settings]
+    bootstrap_resamples = 2000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from textgate.config import validate_table
+from textgate.errors import ConfigError
+from textgate.model import ModelSpec, load_model_spec
+from textgate.slices import SliceSpec, slices_from_toml
+
+__all__ = ["DataConfig", "GateConfig", "GateSettings", "SideConfig", "Thresholds", "load_gate_config"]
+
+_Fraction = Field(ge=0, le=1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    path: str
+    text_col: str = "text"
+    label_col: str = "label"
+
+
+class SideConfig(_Strict):
+    """One side of the comparison: saved predictions, or a model (ModelSpec file and/or keys)."""
+
+    predictions: str | None = None
+    spec: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    adapter: str | None = None
+    dtype: Literal["float32", "bfloat16"] | None = None
+    max_length: int | None = Field(None, ge=1)
+    padding: Literal["longest", "max_length"] | None = None
+    truncation: bool | None = None
+    label_map: dict[int, str] | None = None
+    allow_pickle: bool | None = None
+    trust_remote_code: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SideConfig:
+        overrides = [k for k, v in self.model_dump(exclude={"predictions", "spec", "model"}).items() if v is not None]
+        if self.predictions is not None and (self.spec or self.model or overrides):
+            raise ValueError("give either 'predictions' (a saved file) or a model ('spec' and/or 'model' "
+                             "with ModelSpec keys), not both")
+        if self.predictions is None and not (self.spec or self.model):
+            raise ValueError("needs 'spec' (a ModelSpec file), 'model' (folder, pkg: or Hub id) or "
+                             "'predictions' (a saved predictions file)")
+        return self
+
+
+class Thresholds(_Strict):
+    """What fails the gate. Drops and rates are fractions (0.02 = 2 points); None turns a check off."""
+
+    max_accuracy_drop: float | None = Field(0.02, ge=0, le=1)
+    max_slice_accuracy_drop: float | None = Field(0.05, ge=0, le=1)
+    max_macro_f1_drop: float | None = Field(None, ge=0, le=1)
+    max_recall_drop: float | None = Field(None, ge=0, le=1)
+    max_ece_increase: float | None = Field(0.02, ge=0, le=1)
+    max_flip_rate: float | None = Field(None, ge=0, le=1)
+    max_harmful_flip_rate: float | None = Field(None, ge=0, le=1)
+    max_slice_flip_rate: float | None = Field(None, ge=0, le=1)
+    max_invalid_label_rate: float | None = Field(0.0, ge=0, le=1)
+    max_label_shift: float | None = Field(None, ge=0, le=1)
+    max_p99_latency_increase: float | None = Field(0.25, ge=0, le=100)
+    require_significance: bool = False
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    mode: Literal["threshold", "non-inferiority"] = "threshold"
+    min_slice_size: int = Field(30, ge=1)
+
+
+class GateSettings(_Strict):
+    bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
+    seed: int = 0
+    token_budget: int = Field(4096, ge=1)
+    example_flips: int = Field(10, ge=0, le=100)
+
+
+class GateConfig(_Strict):
+    data: DataConfig
+    baseline: SideConfig
+    candidate: SideConfig
+    thresholds: Thresholds = Thresholds()
+    settings: GateSettings = GateSettings()
+    path: Path = Path("gate.toml")
+    slices: tuple[Any, ...] = ()
+
+    @property
+    def slice_specs(self) -> tuple[SliceSpec, ...]:
+        return self.slices
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the file, relative to the file's folder."""
+        return (self.path.parent / relative) if not Path(relative).is_absolute() else Path(relative)
+
+    def model_spec(self, side: Literal["baseline", "candidate"]) -> ModelSpec:
+        """The side's ModelSpec: its spec file (if any) with the inline keys on top."""
+        config: SideConfig = getattr(self, side)
+        base: dict[str, Any] = {}
+        if config.spec is not None:
+            spec_path = self.resolve(config.spec)
+            if not spec_path.is_file():
+                raise ConfigError(f"Field '{side}.spec' in {self.path}: ModelSpec file {spec_path} does not "
+                                  "exist.", field=f"{side}.spec", path=self.path)
+            base = load_model_spec(spec_path).model_dump()
+        inline = config.model_dump(exclude={"predictions", "spec"}, exclude_none=True)
+        for key in ("model", "adapter"):
+            if key in inline and (self.path.parent / inline[key]).exists():
+                inline[key] = str((self.path.parent / inline[key]).resolve())
+        return validate_table(ModelSpec, {**base, **inline}, origin=self.path, prefix=side)
+
+    def settings_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), **self.thresholds.model_dump(), **self.settings.model_dump()}
+
+
+_TOP_LEVEL = ("data", "baseline", "candidate", "thresholds", "settings", "slice", "length_buckets")
+
+
+def load_gate_config(path: Path | str) -> GateConfig:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Gate file {path} does not exist.", field="GATE_FILE", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Gate file {path} is not valid TOML: {exc}.", path=path) from exc
+    if unknown := [key for key in doc if key not in _TOP_LEVEL]:
+        raise ConfigError(f"Unknown key '{unknown[0]}' in {path}; allowed top-level keys and tables: "
+                          f"{', '.join(_TOP_LEVEL)}.", field=unknown[0], path=path)
+    slices = slices_from_toml(doc, path=path)
+    tables = {k: v for k, v in doc.items() if k not in ("slice", "length_buckets")}
+    config = validate_table(GateConfig, {**tables, "path": path, "slices": slices}, origin=path)
+    _check_files(config)
+    return config
+
+
+def _check_files(config: GateConfig) -> None:
+    data_path = config.resolve(config.data.path)
+    if not data_path.exists():
+        raise ConfigError(f"Field 'data.path' in {config.path}: {data_path} does not exist.",
+                          field="data.path", path=config.path)
+    for side in ("baseline", "candidate"):
+        saved = getattr(config, side).predictions
+        if saved is not None and not config.resolve(saved).is_file():
+            raise ConfigError(f"Field '{side}.predictions' in {config.path}: {config.resolve(saved)} does "
+                              "not exist. Write it with 'textgate predict --out'.",
+                              field=f"{side}.predictions", path=config.path)

@@ -1,0 +1,203 @@
+"""Gate reports: report.json (schema in docs/gate-report.md), report.md for a PR comment, and
+report.html (one self-contained file with plots)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from textgate.gate.run import GateRun
+
+__all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
+
+GATE_REPORT_SCHEMA_VERSION = 1
+_TEXT_LIMIT = 280  # characters of an example's text shown in reports (one tweet)
+
+
+def gate_report_dict(run: GateRun) -> dict[str, Any]:
+    result, comparison = run.result, run.comparison
+    return {
+        "schema_version": GATE_REPORT_SCHEMA_VERSION,
+        "kind": "textgate.gate",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "verdict": result.verdict,
+        "exit_code": result.exit_code,
+        "summary": result.summary,
+        "config": {**run.config.settings_dict(), "thresholds": run.config.thresholds.model_dump()},
+        "data": {"path": str(run.dataset.path), "rows": len(run.dataset), "label_names": list(run.dataset.label_names),
+                 "fingerprint": run.dataset.fingerprint,
+                 "texts_fingerprint": run.evaluations["baseline"].data["texts_fingerprint"]},
+        "baseline": _side(run.baseline),
+        "candidate": _side(run.candidate),
+        "checks": [check.to_dict() for check in result.checks],
+        "comparison": comparison.to_dict(),
+        "evaluations": {name: _evaluation(report) for name, report in run.evaluations.items()},
+        "latency": _latency(run),
+        "example_flips": _example_flips(run),
+        "warnings": list(result.warnings),
+    }
+
+
+def _side(side) -> dict[str, Any]:
+    return {"description": side.description, "source": side.source,
+            "model_fingerprint": side.predictions.model_fingerprint, "settings": side.predictions.settings,
+            "cached": side.cached}
+
+
+def _evaluation(report) -> dict[str, Any]:
+    full = report.to_dict()
+    return {key: full[key] for key in ("metrics", "accuracy_ci95", "calibration", "latency", "slices", "notes")}
+
+
+def _latency(run: GateRun) -> dict[str, Any]:
+    out: dict[str, Any] = {"measurement": run.latency_measurement}
+    for name in ("baseline", "candidate"):
+        predictions = getattr(run, name).predictions
+        out[f"{name}_batch_ms"] = [round(1000 * s, 3) for s in predictions.batch_seconds]
+        latency = run.evaluations[name].latency
+        out[f"{name}_per_text_ms"] = None if latency is None else latency.per_example_ms.to_dict()
+    return out
+
+
+def _example_flips(run: GateRun) -> list[dict[str, Any]]:
+    flips = run.comparison.flips
+    base, cand = run.baseline.predictions.predicted, run.candidate.predictions.predicted
+    rows = []
+    for row in flips.example_rows:
+        gold = run.dataset.labels[row]
+        kind = "harmful" if base[row] == gold else "beneficial" if cand[row] == gold else "other"
+        rows.append({"row": int(row), "text": run.dataset.texts[row][:_TEXT_LIMIT], "label": str(gold),
+                     "baseline": str(base[row]), "candidate": str(cand[row]), "kind": kind})
+    return rows
+
+
+# --- Markdown ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if metric in ("latency_p99_ms",):
+        return f"{value:.2f} ms"
+    if metric == "ece" or metric == "total_variation":
+        return f"{value:.4f}"
+    return f"{100 * value:.2f}%"
+
+
+def _value(check: dict[str, Any]) -> str:
+    value = check["value"]
+    if value is None:
+        return "-"
+    if check["metric"] == "latency_p99_ms":
+        return f"{100 * value:+.1f}%"
+    if check["metric"] in ("accuracy", "macro_f1") or check["metric"].startswith("recall:"):
+        return f"{100 * value:+.2f} pts"
+    return _fmt(value, check["metric"])
+
+
+def _interval(check: dict[str, Any]) -> str:
+    if check["ci_low"] is None:
+        return "-"
+    if check["metric"] in ("accuracy", "macro_f1") or check["metric"].startswith("recall:"):
+        return f"[{100 * check['ci_low']:+.1f}, {100 * check['ci_high']:+.1f}]"
+    if check["metric"] == "ece":
+        return f"[{check['ci_low']:+.4f}, {check['ci_high']:+.4f}]"
+    return f"[{100 * check['ci_low']:.1f}%, {100 * check['ci_high']:.1f}%]"
+
+
+_ICON = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "skip": "➖ skip"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_gate_markdown(report: dict[str, Any]) -> str:
+    verdict = "❌ **Gate failed**" if report["verdict"] == "fail" else "✅ **Gate passed**"
+    out = [f"## textgate: {verdict}", "", report["summary"], "",
+           f"- baseline: {report['baseline']['description']}", f"- candidate: {report['candidate']['description']}",
+           f"- data: `{report['data']['path']}` ({report['data']['rows']:,} examples)", "",
+           "### Checks", "", "| status | check | scope | baseline | candidate | value | 95% interval | p | rule |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for check in report["checks"]:
+        p = "-" if check["p_value"] is None else f"{check['p_value']:.2g}"
+        out.append(f"| {_ICON[check['status']]} | {check['name']} | {_cell(check['scope'])} | "
+                   f"{_fmt(check['baseline'], check['metric'])} | {_fmt(check['candidate'], check['metric'])} | "
+                   f"{_value(check)} | {_interval(check)} | {p} | {check['rule']} |")
+    out += ["", *_worst_slices(report), *_flip_section(report), *_examples(report)]
+    if report["warnings"]:
+        out += ["### Warnings", "", *[f"- {w}" for w in report["warnings"]], ""]
+    out += [f"<sub>textgate gate · {report['comparison']['bootstrap']} · McNemar exact mid-p · "
+            f"latency {report['latency']['measurement']} · report schema {report['schema_version']}</sub>", ""]
+    return "\n".join(out)
+
+
+def _worst_slices(report: dict[str, Any]) -> list[str]:
+    slices = [s for s in report["comparison"]["slices"] if s["accuracy"] is not None]
+    if not slices:
+        return []
+    slices.sort(key=lambda s: s["accuracy"]["delta"])
+    out = ["### Worst slices", "", "| slice | size | baseline | candidate | Δ accuracy | 95% interval | flips |",
+           "|---|---|---|---|---|---|---|"]
+    for s in slices[:5]:
+        a = s["accuracy"]
+        out.append(f"| {_cell(s['name'])} | {s['size']:,} | {100 * a['baseline']:.1f}% | {100 * a['candidate']:.1f}% | "
+                   f"{100 * a['delta']:+.1f} pts | [{100 * a['ci_low']:+.1f}, {100 * a['ci_high']:+.1f}] | "
+                   f"{100 * s['flips']['flip_rate']:.1f}% |")
+    return out + [""]
+
+
+def _flip_section(report: dict[str, Any]) -> list[str]:
+    flips, mcnemar = report["comparison"]["flips"], report["comparison"]["mcnemar"]
+    return ["### Flips", "",
+            f"{flips['flipped']:,} of {flips['n']:,} predictions changed ({100 * flips['flip_rate']:.2f}%): "
+            f"{flips['harmful']:,} correct → wrong, {flips['beneficial']:,} wrong → correct, "
+            f"{flips['other']:,} wrong → another wrong label. McNemar mid-p = {mcnemar['p_value']:.3g}.", ""]
+
+
+def _examples(report: dict[str, Any]) -> list[str]:
+    if not report["example_flips"]:
+        return []
+    out = ["<details><summary>Example flips</summary>", "", "| row | kind | gold | baseline → candidate | text |",
+           "|---|---|---|---|---|"]
+    for ex in report["example_flips"]:
+        out.append(f"| {ex['row'] + 1} | {ex['kind']} | {ex['label']} | {ex['baseline']} → {ex['candidate']} | "
+                   f"{_cell(ex['text'])} |")
+    return out + ["", "</details>", ""]
+
+
+def write_gate_reports(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    from textgate.html import render_gate_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]
+    paths[0].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths[1].write_text(render_gate_markdown(report), encoding="utf-8")
+    paths[2].write_text(render_gate_html(report), encoding="utf-8")
+    return paths
+
+
+def render_gate_terminal(report: dict[str, Any], console: Any) -> None:
+    """The verdict and the checks table, with rich."""
+    from rich.table import Table
+
+    style = "bold red" if report["verdict"] == "fail" else "bold green"
+    console.print(f"[{style}]{report['summary']}[/]")
+    table = Table(title_justify="left")
+    for header in ("status", "check", "scope", "baseline", "candidate", "value", "95% interval", "rule"):
+        table.add_column(header, justify="left" if header in ("status", "check", "scope", "rule") else "right")
+    colors = {"fail": "red", "warn": "yellow", "pass": "green", "skip": "dim"}
+    for check in report["checks"]:
+        table.add_row(f"[{colors[check['status']]}]{check['status']}[/]", check["name"], check["scope"],
+                      _fmt(check["baseline"], check["metric"]), _fmt(check["candidate"], check["metric"]),
+                      _value(check), _interval(check), check["rule"])
+    console.print(table)
+    for check in report["checks"]:
+        if check["status"] in ("fail", "warn"):
+            console.print(f"[{colors[check['status']]}]{check['status']}[/] {check['name']} "
+                          f"({check['scope']}): {check['reason']}")
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
