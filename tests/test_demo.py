@@ -60,3 +60,16 @@ def test_demo_command_runs_the_main_job(capsys, demo_spec_path, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["predictions"]["settings"]["model"]["adapter"].endswith("adapter")
     assert report["metrics"]["n"] == 2000
+
+
+@pytest.mark.parametrize(("example", "expected"), [("gate-bf16.toml", EXIT_OK), ("gate-postmortem.toml", 1)])
+def test_gate_examples_give_their_documented_exit_codes(capsys, tmp_path, example, expected):
+    code = main(["gate", str(DEMO / example), "--cache-dir", str(tmp_path / "cache"), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == expected, err
+    report = json.loads(out)
+    if expected:
+        failed = {(c["name"], c["scope"]) for c in report["checks"] if c["status"] == "fail"}
+        assert ("slice accuracy", "slang") in failed and ("flip rate", "overall") in failed
+    else:
+        assert report["comparison"]["flips"]["flip_rate"] < 0.01

@@ -287,3 +287,12 @@ def test_gate_on_saved_prediction_files(capsys, tmp_path, tiny_model_dir, data_f
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses["invalid labels"] == "fail" and statuses["p99 latency"] == "skip"
     assert report["latency"]["measurement"] == "separate"
+
+
+def test_false_turns_a_check_off(tmp_path, tiny_model_dir, data_file):
+    config = load_gate_config(write_gate(tmp_path, tiny_model_dir, data_file,
+                                         thresholds="max_accuracy_drop = false\nmax_invalid_label_rate = false"))
+    assert config.thresholds.max_accuracy_drop is None and config.thresholds.max_invalid_label_rate is None
+    y, pred = synthetic()
+    names = {c.name for c in gate_on(y, pred, pred, config.thresholds).checks}
+    assert "accuracy" not in names and "invalid labels" not in names

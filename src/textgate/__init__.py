@@ -18,26 +18,42 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "Classifier",
+    "Comparison",
     "ConfigError",
     "DataError",
     "Dataset",
     "EvalReport",
+    "GateConfig",
+    "GateResult",
     "ModelLoadError",
     "ModelSpec",
     "Predictions",
     "SliceSpec",
     "TextgateError",
+    "Thresholds",
+    "check_gate",
+    "compare_predictions",
     "evaluate",
     "load_classifier",
+    "load_gate_config",
     "load_model_spec",
     "load_predictions",
     "predict",
     "read_dataset",
+    "run_gate",
     "save_predictions",
 ]
 
 _HOME = {
     "Classifier": "textgate.model",
+    "Comparison": "textgate.compare",
+    "GateConfig": "textgate.gate",
+    "GateResult": "textgate.gate",
+    "Thresholds": "textgate.gate",
+    "check_gate": "textgate.gate",
+    "compare_predictions": "textgate.compare",
+    "load_gate_config": "textgate.gate",
+    "run_gate": "textgate.gate",
     "ConfigError": "textgate.errors",
     "DataError": "textgate.errors",
     "Dataset": "textgate.data",
@@ -57,6 +73,8 @@ _HOME = {
 }
 
 if TYPE_CHECKING:
+    from textgate.compare import Comparison, compare_predictions
+    from textgate.gate import GateConfig, GateResult, Thresholds, check_gate, load_gate_config, run_gate
     from textgate.data import Dataset, read_dataset
     from textgate.errors import ConfigError, DataError, ModelLoadError, TextgateError
     from textgate.evaluation import EvalReport, evaluate

@@ -30,7 +30,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from textgate.config import validate_table
 from textgate.errors import ConfigError
@@ -81,7 +81,8 @@ class SideConfig(_Strict):
 
 
 class Thresholds(_Strict):
-    """What fails the gate. Drops and rates are fractions (0.02 = 2 points); None turns a check off."""
+    """What fails the gate. Drops and rates are fractions (0.02 = 2 points); ``false`` (None)
+    turns a check off."""
 
     max_accuracy_drop: float | None = Field(0.02, ge=0, le=1)
     max_slice_accuracy_drop: float | None = Field(0.05, ge=0, le=1)
@@ -98,6 +99,12 @@ class Thresholds(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)
     mode: Literal["threshold", "non-inferiority"] = "threshold"
     min_slice_size: int = Field(30, ge=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _false_turns_off(cls, value: Any, info: Any) -> Any:
+        """TOML has no null: ``max_flip_rate = false`` turns that check off."""
+        return None if value is False and info.field_name.startswith("max_") else value
 
 
 class GateSettings(_Strict):
