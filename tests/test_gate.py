@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import LABELS
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
 from textgate.compare import compare_predictions
+from textgate.data import Dataset
 from textgate.errors import ConfigError
 from textgate.evaluation import evaluate
 from textgate.gate import Thresholds, check_gate, load_gate_config
@@ -124,9 +126,7 @@ def gate_on(y, base_pred, cand_pred, thresholds, masks=None, batch_seconds=(1.0,
         return Predictions(label_names=NAMES, predicted=np.asarray(predicted, dtype=object),
                            batch_seconds=np.array(batch_seconds), batch_sizes=np.array([len(y)]))
 
-    from textgate.data import Dataset
-
-    dataset = Dataset(texts=tuple("x" * len(y)), labels=y, label_names=NAMES, columns={}, path=__import__("pathlib").Path("d"),
+    dataset = Dataset(texts=tuple("x" * len(y)), labels=y, label_names=NAMES, columns={}, path=Path("d"),
                       text_col="text", label_col="label", fingerprint="f", empty_text_rows=())
     base, cand = predictions(base_pred), predictions(cand_pred)
     comparison = compare_predictions(y, base, cand, label_names=NAMES, slice_masks=masks or {}, n_resamples=500)
@@ -147,8 +147,8 @@ def inject(y, predicted, k, rows=None, seed=1):
 
 def test_identical_predictions_pass():
     y, pred = synthetic()
-    result = check_gate_result = gate_on(y, pred, pred, Thresholds())
-    assert result.verdict == "pass" and check_gate_result.exit_code == 0
+    result = gate_on(y, pred, pred, Thresholds())
+    assert result.verdict == "pass" and result.exit_code == 0
     assert {c.name for c in result.checks} >= {"accuracy", "invalid labels", "p99 latency"}
 
 

@@ -179,7 +179,7 @@ def main() -> None:
     args.spec.write_text(MODEL_TOML.format(adapter=os.path.relpath(args.out, args.spec.parent)))
 
 
-MODEL_TOML = """\
+MODEL_TOML = f"""\
 # ModelSpec of the demo classifier, written by train_adapter.py.
 # Paths are relative to this file; `pkg:` names a folder inside an installed Python package.
 model = "{BASE_MODEL}"
@@ -193,7 +193,7 @@ truncation = true
 0 = "negative"
 1 = "neutral"
 2 = "positive"
-""".format(BASE_MODEL=BASE_MODEL)
+"""
 
 
 if __name__ == "__main__":

@@ -74,10 +74,17 @@ _HOME = {
 
 if TYPE_CHECKING:
     from textgate.compare import Comparison, compare_predictions
-    from textgate.gate import GateConfig, GateResult, Thresholds, check_gate, load_gate_config, run_gate
     from textgate.data import Dataset, read_dataset
     from textgate.errors import ConfigError, DataError, ModelLoadError, TextgateError
     from textgate.evaluation import EvalReport, evaluate
+    from textgate.gate import (
+        GateConfig,
+        GateResult,
+        Thresholds,
+        check_gate,
+        load_gate_config,
+        run_gate,
+    )
     from textgate.infer import predict
     from textgate.model import Classifier, ModelSpec, load_classifier, load_model_spec
     from textgate.predictions import Predictions, load_predictions, save_predictions

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from textgate.errors import DataError
-from textgate.predictions import PREDICTIONS_SCHEMA_VERSION, Predictions, load_predictions, save_predictions
+from textgate.predictions import (
+    PREDICTIONS_SCHEMA_VERSION,
+    Predictions,
+    load_predictions,
+    save_predictions,
+)
 
 __all__ = ["PredictionCache", "default_cache_dir"]
 

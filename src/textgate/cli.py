@@ -153,7 +153,11 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
     """
     from textgate.cache import PredictionCache, default_cache_dir
     from textgate.gate import load_gate_config, run_gate
-    from textgate.gate.report import gate_report_dict, render_gate_terminal, write_gate_reports
+    from textgate.gate.report import (
+        gate_report_dict,
+        render_gate_terminal,
+        write_gate_reports,
+    )
 
     config = load_gate_config(gate_file)
     cache = None if no_cache else PredictionCache(cache_dir or default_cache_dir())
@@ -208,7 +212,11 @@ def _predict_for_eval(model: str, data: Path, text_col: str, label_col: str, run
 
 def _load_for_eval(predictions_path: Path, data: Path, text_col: str, label_col: str):
     from textgate.data import read_dataset
-    from textgate.predictions import is_textgate_predictions, load_any_predictions, load_predictions
+    from textgate.predictions import (
+        is_textgate_predictions,
+        load_any_predictions,
+        load_predictions,
+    )
 
     saved = load_predictions(predictions_path) if is_textgate_predictions(predictions_path) else None
     dataset = read_dataset(data, text_col=text_col, label_col=label_col,

@@ -764,7 +764,8 @@ def _example_flips(report: dict[str, Any]) -> str:
     rows = []
     for e in examples:
         kind = str(e.get("kind") or "")
-        rows.append((_count(e.get("row")), _e(e.get("label")), f"{_e(e.get('baseline'))} → {_e(e.get('candidate'))}",
+        row = e.get("row")
+        rows.append((_count(row + 1 if _is_num(row) else None), _e(e.get("label")), f"{_e(e.get('baseline'))} → {_e(e.get('candidate'))}",
                      f'<span class="kind-{_e(kind)}">{_e(kind)}</span>',
                      _e(_short(str(e.get("text") or ""), _MAX_TEXT_CHARS))))
     table = _table(("row", "gold label", "baseline → candidate", "kind", "text"), rows, numeric=(0,), wrap=(4,))

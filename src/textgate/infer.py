@@ -205,7 +205,13 @@ class _progress_bar:
         if not self.enabled or self.total == 0:
             return lambda n: None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

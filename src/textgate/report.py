@@ -158,7 +158,7 @@ def render_markdown(report: EvalReport) -> str:
         out += [f"## {table.title}", "", "| " + " | ".join(table.headers) + " |",
                 "|" + "---|" * len(table.headers)]
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
-        out += ([f"", f"_{table.caption}_"] if table.caption else []) + [""]
+        out += (["", f"_{table.caption}_"] if table.caption else []) + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
     out += ["## Run", ""] + [f"- {line}" for line in _settings_lines(report)] + [""]

@@ -121,11 +121,7 @@ class GateConfig(_Strict):
     thresholds: Thresholds = Thresholds()
     settings: GateSettings = GateSettings()
     path: Path = Path("gate.toml")
-    slices: tuple[Any, ...] = ()
-
-    @property
-    def slice_specs(self) -> tuple[SliceSpec, ...]:
-        return self.slices
+    slices: tuple[SliceSpec, ...] = ()
 
     def resolve(self, relative: str) -> Path:
         """A path from the file, relative to the file's folder."""

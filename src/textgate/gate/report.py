@@ -127,12 +127,23 @@ def render_gate_markdown(report: dict[str, Any]) -> str:
         out.append(f"| {_ICON[check['status']]} | {check['name']} | {_cell(check['scope'])} | "
                    f"{_fmt(check['baseline'], check['metric'])} | {_fmt(check['candidate'], check['metric'])} | "
                    f"{_value(check)} | {_interval(check)} | {p} | {check['rule']} |")
-    out += ["", *_worst_slices(report), *_flip_section(report), *_examples(report)]
+    out += ["", *_metrics_section(report), *_worst_slices(report), *_flip_section(report), *_examples(report)]
     if report["warnings"]:
         out += ["### Warnings", "", *[f"- {w}" for w in report["warnings"]], ""]
     out += [f"<sub>textgate gate · {report['comparison']['bootstrap']} · McNemar exact mid-p · "
             f"latency {report['latency']['measurement']} · report schema {report['schema_version']}</sub>", ""]
     return "\n".join(out)
+
+
+def _metrics_section(report: dict[str, Any]) -> list[str]:
+    out = ["<details><summary>All paired metrics</summary>", "",
+           "| metric | baseline | candidate | Δ | 95% interval |", "|---|---|---|---|---|"]
+    for m in report["comparison"]["metrics"]:
+        scale, unit, digits = (1, "", 4) if m["name"] == "ece" else (100, " pts", 2)
+        out.append(f"| {m['name']} | {scale * m['baseline']:.{digits}f} | {scale * m['candidate']:.{digits}f} | "
+                   f"{scale * m['delta']:+.{digits}f}{unit} | [{scale * m['ci_low']:+.{digits}f}, "
+                   f"{scale * m['ci_high']:+.{digits}f}] |")
+    return out + ["", "</details>", ""]
 
 
 def _worst_slices(report: dict[str, Any]) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from textgate.cache import PredictionCache
 from textgate.compare import Comparison, compare_predictions
@@ -16,6 +17,9 @@ from textgate.gate.checks import GateResult, check_gate
 from textgate.gate.config import GateConfig
 from textgate.predictions import Predictions, load_any_predictions, texts_fingerprint
 from textgate.slices import slice_masks
+
+if TYPE_CHECKING:
+    from textgate.model import ModelIdentity
 
 __all__ = ["GateRun", "Side", "run_gate"]
 
@@ -75,9 +79,9 @@ class _Plan:
     """What one side needs before the data is read: a model identity or a predictions file."""
 
     name: SideName
-    identity: object | None  # textgate.model.ModelIdentity
+    identity: ModelIdentity | None
     labels: tuple[str, ...] | None
-    predictions_path: object | None
+    predictions_path: Path | None
 
 
 def _plan(config: GateConfig, name: SideName) -> _Plan:
@@ -149,7 +153,8 @@ def _run_models(plans, dataset, config, progress, say) -> list[Predictions]:
 
 def _describe(plan: _Plan) -> str:
     spec = plan.identity.spec
-    parts = [spec.model + (f" + adapter {spec.adapter}" if spec.adapter else ""), spec.dtype]
+    parts = [_short_path(spec.model) + (f" + adapter {_short_path(spec.adapter)}" if spec.adapter else ""),
+             spec.dtype]
     if spec.max_length is not None:
         parts.append(f"max_length {spec.max_length}")
     if spec.padding != "longest":
@@ -157,6 +162,14 @@ def _describe(plan: _Plan) -> str:
     if not spec.truncation:
         parts.append("no truncation")
     return ", ".join(parts)
+
+
+def _short_path(location: str) -> str:
+    """Relative to the working directory when inside it: reports are read by people."""
+    try:
+        return str(Path(location).relative_to(Path.cwd()))
+    except ValueError:
+        return location
 
 
 def _check_alignment(side: Side, dataset: Dataset) -> None:
