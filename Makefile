@@ -31,7 +31,7 @@ bench: $(INSTALLED)
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.
 lock: $(INSTALLED)
-	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --extra dev --strip-extras \
+	$(BIN)/pip-compile --quiet --no-emit-index-url --no-emit-find-links --all-extras --strip-extras \
 		-P torch==2.13.0 -o requirements.lock pyproject.toml
 	sed -i 's/^torch==\(.*\)+cpu/torch==\1/' requirements.lock
 

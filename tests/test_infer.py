@@ -69,6 +69,7 @@ def test_records_token_counts_settings_and_fingerprints(classifier):
     predictions = predict(classifier, TEXTS)
     assert predictions.token_counts[4] == classifier.max_length  # truncated
     assert predictions.token_counts[2] == 2  # [CLS] [SEP]
+    assert predictions.truncated[4] and predictions.truncated.sum() == 7
     assert predictions.data_fingerprint == texts_fingerprint(TEXTS)
     assert predictions.model_fingerprint == classifier.fingerprint
     assert predictions.settings["model"]["effective_max_length"] == classifier.max_length

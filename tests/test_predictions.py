@@ -22,6 +22,7 @@ def make_predictions(with_probabilities: bool = True) -> Predictions:
         predicted=np.array([names[i] for i in probabilities.argmax(1)], dtype=object),
         probabilities=probabilities if with_probabilities else None,
         token_counts=np.array([3, 9, 4, 2, 7]) if with_probabilities else None,
+        truncated=np.array([False, True, False, False, False]) if with_probabilities else None,
         batch_seconds=np.array([0.5, 0.25]),
         batch_sizes=np.array([3, 2]),
         settings={"model": {"dtype": "float32"}},
@@ -39,8 +40,9 @@ def test_round_trip(tmp_path, with_probabilities):
     if with_probabilities:
         np.testing.assert_array_equal(loaded.probabilities, original.probabilities)
         np.testing.assert_array_equal(loaded.token_counts, original.token_counts)
+        np.testing.assert_array_equal(loaded.truncated, original.truncated)
     else:
-        assert loaded.probabilities is None and loaded.token_counts is None
+        assert loaded.probabilities is None and loaded.token_counts is None and loaded.truncated is None
     np.testing.assert_array_equal(loaded.batch_seconds, original.batch_seconds)
     np.testing.assert_array_equal(loaded.batch_sizes, original.batch_sizes)
     assert loaded.settings == original.settings

@@ -97,6 +97,7 @@ class _Run:
         self.lengths = np.fromiter((len(ids) for ids in self.encoded["input_ids"]), dtype=np.int64,
                                    count=len(texts))
         _check_lengths(classifier, self.lengths)
+        self.truncated = _truncated(classifier, texts, self.lengths)
         self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
         self.probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
         self.seconds = np.zeros(len(self.batches))
@@ -122,6 +123,7 @@ class _Run:
             predicted=names[self.probabilities.argmax(axis=1)] if len(self.texts) else np.array([], dtype=object),
             probabilities=self.probabilities,
             token_counts=self.lengths,
+            truncated=self.truncated,
             batch_seconds=seconds,
             batch_sizes=sizes,
             settings=settings,
@@ -140,6 +142,18 @@ def _tokenize(classifier: Classifier, texts: Sequence[str]) -> dict[str, list[li
         padding=False,
         return_attention_mask=False,
     )
+
+
+def _truncated(classifier: Classifier, texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
+    """Which texts lost tokens to truncation. Only texts that reached the limit can have, so
+    only those are tokenized again without truncation."""
+    truncated = np.zeros(len(texts), dtype=bool)
+    at_limit = np.flatnonzero(lengths >= classifier.max_length) if classifier.spec.truncation else []
+    if len(at_limit):
+        full = classifier.tokenizer([texts[i] for i in at_limit], truncation=False, padding=False,
+                                    return_attention_mask=False, verbose=False)["input_ids"]
+        truncated[at_limit] = [len(ids) > classifier.max_length for ids in full]
+    return truncated
 
 
 def _check_lengths(classifier: Classifier, lengths: np.ndarray) -> None:

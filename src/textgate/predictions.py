@@ -7,6 +7,7 @@ A Predictions file is a Parquet table, one row per input example in input order:
     probabilities  fixed_size_list<float> class probabilities, in `label_names` order
                                           (absent for label-only predictions of other systems)
     tokens         int32                  tokens the model saw (after truncation; optional)
+    truncated      bool                   whether truncation cut the text (optional)
 
 and one schema-metadata key, ``textgate``, holding JSON with ``schema_version``,
 ``label_names``, ``settings``, ``model_fingerprint``, ``data_fingerprint``,
@@ -54,6 +55,7 @@ class Predictions:
     predicted: np.ndarray  # (N,) object array of label names
     probabilities: np.ndarray | None = None  # (N, K) float32
     token_counts: np.ndarray | None = None  # (N,) tokens per example after truncation
+    truncated: np.ndarray | None = None  # (N,) bool: truncation cut the text
     batch_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     batch_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     settings: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +99,8 @@ def save_predictions(predictions: Predictions, path: Path | str) -> Path:
         columns["probabilities"] = pa.FixedSizeListArray.from_arrays(flat, len(predictions.label_names))
     if predictions.token_counts is not None:
         columns["tokens"] = pa.array(np.asarray(predictions.token_counts, dtype=np.int32))
+    if predictions.truncated is not None:
+        columns["truncated"] = pa.array(np.asarray(predictions.truncated, dtype=bool))
     metadata = {
         "schema_version": PREDICTIONS_SCHEMA_VERSION,
         "label_names": list(predictions.label_names),
@@ -146,12 +150,15 @@ def load_predictions(path: Path | str) -> Predictions:
         probabilities = flat.astype(np.float32).reshape(table.num_rows, len(label_names))
     order = np.argsort(table.column("row").to_numpy(), kind="stable")
     predicted = np.array(table.column("predicted").to_pylist(), dtype=object)[order]
-    token_counts = None
+    token_counts = truncated = None
     if "tokens" in table.column_names:
         token_counts = table.column("tokens").to_numpy().astype(np.int64)[order]
+    if "truncated" in table.column_names:
+        truncated = table.column("truncated").to_numpy(zero_copy_only=False).astype(bool)[order]
     return Predictions(
         label_names=label_names,
         token_counts=token_counts,
+        truncated=truncated,
         predicted=predicted,
         probabilities=None if probabilities is None else probabilities[order],
         batch_seconds=np.asarray(meta.get("batch_seconds", []), dtype=np.float64),
