@@ -1,0 +1,261 @@
+"""Micro-batching: many small requests, one model, large forward passes.
+
+Like text-embeddings-inference's queue: each request puts its texts on a bounded queue and
+awaits a future. ONE worker thread (a transformers model is not re-entrant, and one forward
+pass already uses every core) takes *everything* queued whenever it is free, tokenizes it in
+one call, and packs the texts length-sorted into forward batches bounded by the padded-token
+budget (the same planner, collation and forward as ``textgate.infer``). A request's future is
+resolved as soon as its last row is done, so a short request need not wait for a long
+neighbour's last batch. Under load the queue fills while the model runs and the next pass is
+larger; with one request in flight there is no added delay at all.
+
+A full queue (``max_queue_texts`` texts waiting) raises :class:`QueueFull` at once; the HTTP
+layer turns it into 503 with ``Retry-After``. A shadow model, if any, runs on the same texts
+after the primary's rows are resolved, so it never delays or changes a response; its errors
+are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from textgate.errors import TextgateError
+from textgate.model import Classifier
+
+__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult"]
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(TextgateError, RuntimeError):
+    """The queue holds ``max_queue_texts`` texts already; retry later."""
+
+
+class BatcherClosed(TextgateError, RuntimeError):
+    """The server is shutting down and takes no new work."""
+
+
+@dataclass(frozen=True)
+class TextsResult:
+    """The model's output for one request's texts, in request order."""
+
+    probabilities: np.ndarray  # (n, K) float32
+    token_counts: np.ndarray  # (n,) tokens after truncation
+    truncated: np.ndarray  # (n,) bool
+    shadow: asyncio.Future | None = None  # resolves to the shadow's labels, or None on error
+
+
+@dataclass(eq=False)
+class _Job:
+    texts: Sequence[str]
+    future: asyncio.Future
+    shadow: asyncio.Future | None
+    start: int = 0  # offset of the job's rows in the cycle
+    remaining: int = 0
+    error: BaseException | None = None
+    rows: np.ndarray | None = field(default=None, repr=False)
+
+
+class Batcher:
+    """Queue + single inference thread for one classifier (and an optional shadow)."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        token_budget: int,
+        max_queue_texts: int,
+        shadow: Classifier | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_queue_depth: Callable[[int], None] | None = None,
+        on_shadow: Callable[[Sequence[str], Sequence[str]], None] | None = None,
+        on_shadow_error: Callable[[], None] | None = None,
+    ):
+        if token_budget < 1 or max_queue_texts < 1:
+            raise ValueError("token_budget and max_queue_texts must be positive")
+        self.classifier, self.shadow = classifier, shadow
+        self.token_budget, self.max_queue_texts = token_budget, max_queue_texts
+        self.on_batch, self.on_queue_depth = on_batch, on_queue_depth
+        self.on_shadow, self.on_shadow_error = on_shadow, on_shadow_error
+        self._queue: deque[_Job] = deque()
+        self._queued_texts = 0
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgate-infer")
+        self._closing = False
+
+    # -- lifecycle (call from the event loop) ---------------------------------------------
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name="textgate-batcher")
+
+    async def close(self) -> None:
+        """Take no new work, finish what is queued, stop the thread."""
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+        self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts waiting for the worker (not counting the batch it is running)."""
+        return self._queued_texts
+
+    # -- request path ---------------------------------------------------------------------
+
+    async def submit(self, texts: Sequence[str]) -> TextsResult:
+        """Queue ``texts`` and wait for their rows. Raises QueueFull at once when full.
+
+        Cancelling the wait (a request timeout) removes the texts from the queue if the
+        worker has not taken them yet."""
+        if self._closing or self._worker is None:
+            raise BatcherClosed("The server is shutting down; retry on another instance.")
+        if self._queued_texts + len(texts) > self.max_queue_texts:
+            raise QueueFull(f"The queue holds {self._queued_texts} texts and takes at most "
+                            f"{self.max_queue_texts}; retry in a moment.")
+        loop = asyncio.get_running_loop()
+        job = _Job(list(texts), loop.create_future(), loop.create_future() if self.shadow else None)
+        self._queue.append(job)
+        self._set_depth(self._queued_texts + len(texts))
+        self._wakeup.set()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._set_depth(self._queued_texts - len(job.texts))
+            raise
+
+    def _set_depth(self, depth: int) -> None:
+        self._queued_texts = depth
+        if self.on_queue_depth is not None:
+            self.on_queue_depth(depth)
+
+    # -- worker ---------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._queue:
+                if self._closing:
+                    return
+                continue
+            jobs = list(self._queue)
+            self._queue.clear()
+            self._set_depth(0)
+            try:
+                await loop.run_in_executor(self._executor, self._run_cycle, jobs, loop)
+            except Exception as exc:  # a bug in the cycle itself: fail its requests, keep serving
+                logger.error("inference cycle failed: %s: %s", type(exc).__name__, exc)
+                for job in jobs:
+                    _resolve(job.future, error=exc)
+                    if job.shadow is not None:
+                        _resolve(job.shadow, value=None)
+            if self._queue:
+                self._wakeup.set()
+
+    def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
+        from textgate.infer import _check_lengths, _plan_batches, _run_batch, _tokenize, _truncated
+
+        jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
+        texts = [text for job in jobs for text in job.texts]
+        classifier = self.classifier
+        encoded = _tokenize(classifier, texts)
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+        truncated = _truncated(classifier, texts, lengths)
+        owner = np.empty(len(texts), dtype=np.int64)
+        start = 0
+        for j, job in enumerate(jobs):
+            job.start, job.remaining = start, len(job.texts)
+            owner[start : start + len(job.texts)] = j
+            try:  # truncation = false and a text too long: only that request fails
+                _check_lengths(classifier, lengths[start : start + len(job.texts)])
+            except TextgateError as exc:
+                job.error, job.remaining = exc, 0
+                loop.call_soon_threadsafe(_resolve, job.future, None, exc)
+            start += len(job.texts)
+        runnable = np.flatnonzero([jobs[o].error is None for o in owner]) if len(texts) else np.array([], int)
+        probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
+        for batch in _plan_batches(lengths[runnable], classifier, self.token_budget):
+            batch = type(batch)(rows=runnable[batch.rows], width=batch.width)
+            started = time.perf_counter()
+            try:
+                probabilities[batch.rows] = _run_batch(classifier, encoded, batch)
+            except Exception as exc:
+                logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
+                for j in sorted(set(owner[batch.rows].tolist())):
+                    if jobs[j].error is None:
+                        jobs[j].error, jobs[j].remaining = exc, 0
+                        loop.call_soon_threadsafe(_resolve, jobs[j].future, None, exc)
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(batch.rows), time.perf_counter() - started)
+            for j, done in zip(*np.unique(owner[batch.rows], return_counts=True)):
+                job = jobs[j]
+                if job.error is not None:
+                    continue
+                job.remaining -= int(done)
+                if job.remaining == 0:
+                    rows = slice(job.start, job.start + len(job.texts))
+                    result = TextsResult(probabilities[rows].copy(), lengths[rows].copy(),
+                                         truncated[rows].copy(), job.shadow)
+                    loop.call_soon_threadsafe(_resolve, job.future, result)
+        for job in jobs:  # requests with no texts to run (all failed or empty)
+            if job.error is None and job.remaining == 0 and not len(job.texts):
+                loop.call_soon_threadsafe(_resolve, job.future, TextsResult(
+                    probabilities[:0], lengths[:0], truncated[:0], job.shadow))
+        if self.shadow is not None:
+            self._run_shadow(jobs, texts, probabilities, loop)
+
+    def _run_shadow(self, jobs: list[_Job], texts: list[str], primary: np.ndarray,
+                    loop: asyncio.AbstractEventLoop) -> None:
+        from textgate.infer import predict
+
+        ok = [job for job in jobs if job.error is None]
+        try:
+            shadow_texts = [text for job in ok for text in job.texts]
+            labels = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
+                             progress=False).predicted.tolist() if shadow_texts else []
+        except Exception as exc:  # counted, never raised: the shadow must not hurt the primary
+            logger.warning("shadow model failed: %s: %s", type(exc).__name__, exc)
+            if self.on_shadow_error is not None:
+                self.on_shadow_error()
+            for job in jobs:
+                loop.call_soon_threadsafe(_resolve, job.shadow, None)
+            return
+        names = self.classifier.label_names
+        primary_labels = [names[i] for job in ok
+                          for i in primary[job.start : job.start + len(job.texts)].argmax(axis=1)]
+        if self.on_shadow is not None:
+            self.on_shadow(primary_labels, labels)
+        offset = 0
+        for job in jobs:
+            if job.error is None:
+                loop.call_soon_threadsafe(_resolve, job.shadow, labels[offset : offset + len(job.texts)])
+                offset += len(job.texts)
+            else:
+                loop.call_soon_threadsafe(_resolve, job.shadow, None)
+
+
+def _resolve(future: asyncio.Future | None, value: Any = None, error: BaseException | None = None) -> None:
+    if future is None or future.done():  # cancelled by a timeout: nobody is waiting
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

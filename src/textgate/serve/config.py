@@ -1,0 +1,161 @@
+"""`ServeConfig`: everything `textgate serve` reads from ``serve.toml``, validated once at start-up.
+
+    host = "127.0.0.1"
+    port = 8000
+    api_keys = ["..."]                 # plus TEXTGATE_API_KEYS (comma-separated), read at start-up
+    log_url = "sqlite:///textgate-predictions.db"   # "" disables the prediction log
+
+    [guard]                            # textgate.guard.GuardRules
+    min_confidence = 0.6
+
+    [drift]
+    reference = { negative = 0.3, neutral = 0.4, positive = 0.3 }   # or a Predictions .parquet / report.json
+    window = 1000
+
+Errors name the field: "Field 'drift.window' in serve.toml: Input should be greater than or equal to 1 (got 0)."
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from textgate.config import validate_table
+from textgate.errors import ConfigError
+from textgate.guard import GuardRules
+
+__all__ = ["DriftConfig", "ServeConfig", "load_serve_config", "reference_shares"]
+
+DEFAULT_API_KEYS_ENV = "TEXTGATE_API_KEYS"
+
+
+class DriftConfig(BaseModel):
+    """Label drift of the live predictions against a reference distribution."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: dict[str, float] | str | None = Field(
+        None, description="label -> share, or a path to a Predictions .parquet or an eval report.json")
+    window: int = Field(1000, ge=1, le=1_000_000, description="the last N final labels compared")
+
+    @field_validator("reference")
+    @classmethod
+    def _shares_are_valid(cls, value):
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("the reference distribution is empty; give label = share pairs")
+            if any(share < 0 for share in value.values()):
+                raise ValueError("shares must be >= 0")
+            if sum(value.values()) <= 0:
+                raise ValueError("shares must add up to more than 0")
+        return value
+
+
+class ServeConfig(BaseModel):
+    """Settings of the HTTP service. Precedence: command-line option > serve.toml > environment > default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token_budget: int = Field(4096, ge=1, description="padded tokens per forward batch")
+    max_queue_texts: int = Field(2048, ge=1, description="texts waiting for the model; beyond -> 503")
+    max_texts_per_request: int = Field(64, ge=1)
+    max_chars_per_text: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1)
+    request_timeout_s: float = Field(10.0, gt=0)
+    api_keys: list[str] = Field(default_factory=list, description="accepted API keys; empty: no auth")
+    api_keys_env: str = Field(DEFAULT_API_KEYS_ENV, description="environment variable with more keys, comma-separated")
+    log_url: str = Field("sqlite:///textgate-predictions.db", description="prediction log; '' disables it")
+    log_text: bool = Field(False, description="store raw texts in the prediction log (else only SHA-256)")
+    log_ack: Literal["committed", "queued"] = "committed"
+    guard: GuardRules = Field(default_factory=GuardRules)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() for key in keys):
+            raise ValueError("API keys must not be empty or blank")
+        return keys
+
+    @model_validator(mode="after")
+    def _a_request_fits_the_queue(self):
+        if self.max_texts_per_request > self.max_queue_texts:
+            raise ValueError(f"max_texts_per_request ({self.max_texts_per_request}) must not exceed "
+                             f"max_queue_texts ({self.max_queue_texts}): such a request could never be queued")
+        return self
+
+    def resolved_api_keys(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """The keys from the file plus those in ``api_keys_env``; call at start-up, not import."""
+        environ = os.environ if environ is None else environ
+        extra = [key.strip() for key in environ.get(self.api_keys_env, "").split(",")]
+        return tuple(dict.fromkeys([*self.api_keys, *(key for key in extra if key)]))
+
+
+def load_serve_config(path: Path | str) -> ServeConfig:
+    """Read ``serve.toml``; a relative drift reference path is relative to the file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Serve config {path} does not exist.", path=path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Serve config {path} is not valid TOML: {exc}.", path=path) from exc
+    config = validate_table(ServeConfig, raw, origin=path)
+    reference = config.drift.reference
+    if isinstance(reference, str) and not Path(reference).is_absolute():
+        drift = config.drift.model_copy(update={"reference": str((path.parent / reference).resolve())})
+        config = config.model_copy(update={"drift": drift})
+    return config
+
+
+def reference_shares(config: DriftConfig, label_names: Sequence[str]) -> dict[str, float] | None:
+    """The drift reference as label -> share (adding up to 1), or None when none is configured.
+
+    A path is read as a textgate Predictions .parquet (shares of predicted labels) or an eval
+    ``report.json`` (column sums of its confusion matrix)."""
+    reference = config.reference
+    if reference is None:
+        return None
+    if isinstance(reference, str):
+        counts = _counts_from_file(Path(reference))
+    else:
+        counts = dict(reference)
+    total = sum(counts.values())
+    if total <= 0:
+        raise ConfigError(f"Field 'drift.reference': {reference} holds no predictions to derive shares from.",
+                          field="drift.reference")
+    unknown = sorted(set(counts) - set(label_names))
+    if unknown:
+        raise ConfigError(f"Field 'drift.reference' names labels the model does not have: {', '.join(unknown)} "
+                          f"(model labels: {', '.join(label_names)}).", field="drift.reference")
+    return {label: counts.get(label, 0) / total for label in label_names}
+
+
+def _counts_from_file(path: Path) -> dict[str, float]:
+    from textgate.predictions import load_predictions
+
+    if not path.is_file():
+        raise ConfigError(f"Field 'drift.reference': {path} does not exist; give label = share pairs, a "
+                          "Predictions .parquet or a report.json.", field="drift.reference", path=path)
+    if path.suffix == ".parquet":
+        predictions = load_predictions(path)
+        counts: dict[str, float] = {}
+        for label in predictions.predicted:
+            counts[str(label)] = counts.get(str(label), 0) + 1
+        return counts
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
+        names, confusion = metrics["label_names"], metrics["confusion"]
+        return {str(name): float(sum(row[j] for row in confusion)) for j, name in enumerate(names)}
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ConfigError(f"Field 'drift.reference': {path} is neither a Predictions .parquet nor an eval "
+                          f"report.json with metrics.confusion ({type(exc).__name__}: {exc}).",
+                          field="drift.reference", path=path) from exc
