@@ -175,6 +175,53 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
         raise click.exceptions.Exit(EXIT_GATE_FAILED)
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="serve.toml: limits, API keys, prediction log, [guard] rules, [drift] reference.")
+@click.option("--shadow", "shadow_model", metavar="MODELSPEC",
+              help="A candidate run on the same texts after the primary; compared in /metrics, never answers.")
+@click.option("--host", help="Interface to listen on (default: the config's, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: the config's, 8000).")
+def serve(model: str, config_path: Path | None, shadow_model: str | None, host: str | None,
+          port: int | None) -> None:
+    """Serve MODEL over HTTP: POST /v1/classify, /v1/model, /healthz, /readyz, /metrics.
+
+    MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
+    Requests are micro-batched onto one inference thread, every prediction is checked by the
+    guard and logged; needs the serve extra (pip install 'textgate[serve]').
+    """
+    from textgate.serve import require_serve_extra
+
+    try:
+        require_serve_extra()
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    import uvicorn
+
+    from textgate.serve.app import create_app
+    from textgate.serve.config import ServeConfig, load_serve_config
+
+    config = load_serve_config(config_path) if config_path is not None else ServeConfig()
+    overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    if overrides:
+        from textgate.config import validate_table
+
+        config = validate_table(ServeConfig, {**config.model_dump(), **overrides}, origin="command-line options")
+    classifier = _load(model, {})
+    shadow = None
+    if shadow_model is not None:
+        _say("shadow:")
+        shadow = _load(shadow_model, {})
+    app = create_app(classifier, config, shadow=shadow)
+    _say(f"prediction log: {config.log_url or 'disabled'}"
+         + (" (with raw text)" if config.log_url and config.log_text else ""))
+    _say(f"serving on http://{config.host}:{config.port} (docs at /docs, metrics at /metrics)")
+    # One worker: the batcher owns the model; more processes would each load their own copy.
+    uvicorn.run(app, host=config.host, port=config.port, workers=1, log_level="info",
+                timeout_graceful_shutdown=int(config.request_timeout_s) + 5)
+
+
 def _split_eval_args(args: tuple[str, ...], predictions_path: Path | None) -> tuple[str | None, Path]:
     if predictions_path is not None:
         if len(args) != 1:

@@ -33,12 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.datastructures import MutableHeaders
 
 from textgate.errors import DataError
-from textgate.guard import Guard, GuardedPrediction
+from textgate.guard import REASONS, Guard, GuardedPrediction
 from textgate.model import Classifier
 from textgate.predictions import Predictions
 from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull
 from textgate.serve.config import ServeConfig, reference_shares
-from textgate.serve.metrics import LabelDrift, ServeMetrics, ShadowTracker
+from textgate.serve.metrics import NO_LABEL, LabelDrift, ServeMetrics, ShadowTracker
 
 __all__ = ["ClassifyRequest", "ClassifyResponse", "create_app"]
 
@@ -150,6 +150,10 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
         shadow=ShadowTracker(classifier.label_names, window=window) if shadow is not None else None,
         log_writer=writer,
     )
+    for rule in REASONS:  # every series present from the start, so rate() sees the first failure
+        metrics.guard_failures.labels(rule=rule)
+    for label in (*guard.allowed_labels, NO_LABEL):
+        metrics.predictions.labels(label=label)
     batcher = Batcher(classifier, token_budget=config.token_budget, max_queue_texts=config.max_queue_texts,
                       shadow=shadow, on_batch=metrics.observe_batch, on_queue_depth=metrics.queue_depth.set,
                       on_shadow=metrics.observe_shadow, on_shadow_error=metrics.observe_shadow_error)
@@ -176,7 +180,7 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
     app.add_middleware(_Edge, max_body_bytes=config.max_body_bytes, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     authorized = Depends(_auth_dependency(api_keys))
-    problems = {code: {"model": Problem} for code in (401, 413, 422, 503, 504)}
+    problems = {code: {"model": Problem} for code in (400, 401, 413, 422, 503, 504)}
 
     @app.post("/v1/classify", response_model=ClassifyResponse, response_model_exclude_unset=True,
               dependencies=[authorized], responses=problems, tags=["classify"])
@@ -228,7 +232,7 @@ class _Service:
             await self.batcher.submit(["warm-up"])
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # stays unready; /readyz tells the orchestrator
+        except Exception as exc:  # noqa: BLE001 - stays unready; /readyz tells the orchestrator
             logger.error("warm-up batch failed: %s: %s", type(exc).__name__, exc)
             return
         self.ready = True
@@ -315,7 +319,7 @@ class _Service:
             return "queued"  # still in the writer's queue; it will be committed or counted as failed
         except LogQueueFull:
             return "dropped"  # the writer closed before committing
-        except Exception:  # the store failed; counted in log_failed_total and logged by the writer
+        except Exception:  # noqa: BLE001 - the store failed; counted in log_failed_total and logged by the writer
             return "failed"
         return "committed"
 
@@ -354,7 +358,7 @@ def _auth_dependency(keys: tuple[bytes, ...]):
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 
     async def require_key(x_api_key: str | None = Security(api_key_header),
-                          credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+                          credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:  # noqa: B008 - FastAPI's dependency idiom
         if not keys:
             return
         offered = x_api_key or (credentials.credentials if credentials is not None else None)

@@ -159,7 +159,7 @@ class Batcher:
             self._set_depth(0)
             try:
                 await loop.run_in_executor(self._executor, self._run_cycle, jobs, loop)
-            except Exception as exc:  # a bug in the cycle itself: fail its requests, keep serving
+            except Exception as exc:  # noqa: BLE001 - a bug in the cycle itself: fail its requests, keep serving
                 logger.error("inference cycle failed: %s: %s", type(exc).__name__, exc)
                 for job in jobs:
                     _resolve(job.future, error=exc)
@@ -170,7 +170,13 @@ class Batcher:
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
-        from textgate.infer import _check_lengths, _plan_batches, _run_batch, _tokenize, _truncated
+        from textgate.infer import (
+            _check_lengths,
+            _plan_batches,
+            _run_batch,
+            _tokenize,
+            _truncated,
+        )
 
         jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
         texts = [text for job in jobs for text in job.texts]
@@ -196,7 +202,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 probabilities[batch.rows] = _run_batch(classifier, encoded, batch)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - fail only the requests in this batch
                 logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
                 for j in sorted(set(owner[batch.rows].tolist())):
                     if jobs[j].error is None:
@@ -231,7 +237,7 @@ class Batcher:
             shadow_texts = [text for job in ok for text in job.texts]
             labels = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
                              progress=False).predicted.tolist() if shadow_texts else []
-        except Exception as exc:  # counted, never raised: the shadow must not hurt the primary
+        except Exception as exc:  # noqa: BLE001 - counted, never raised: the shadow must not hurt the primary
             logger.warning("shadow model failed: %s: %s", type(exc).__name__, exc)
             if self.on_shadow_error is not None:
                 self.on_shadow_error()

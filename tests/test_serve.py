@@ -1,0 +1,517 @@
+"""`textgate serve` end to end against real uvicorn processes, plus fast unit tests of the
+batcher, the drift statistics and the config.
+
+Two servers start once per module (in parallel, on free loopback ports):
+- ``main``: API keys, a strict guard (low confidence -> fallback), a drift reference and a
+  SQLite prediction log without raw text;
+- ``shadow``: no auth, a shadow candidate (the same weights with max_length 16) and a queue
+  of two texts, so that concurrent requests overflow it (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import LABELS
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from textgate.errors import ConfigError
+from textgate.serve.config import (
+    DriftConfig,
+    ServeConfig,
+    load_serve_config,
+    reference_shares,
+)
+from textgate.serve.metrics import (
+    LabelDrift,
+    chi2_goodness_of_fit,
+    chi2_sf,
+    population_stability_index,
+)
+
+KEY = "test-key-1"
+MIN_CONFIDENCE = 0.9999  # the tiny random model is confident; this makes most answers "low"
+STARTUP_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, folder: Path, args: list[str], config: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "serve.toml").write_text(config)
+        self.stderr_path = folder / "stderr.txt"
+        env = {**os.environ, "TEXTGATE_API_KEYS": "", "HF_HUB_OFFLINE": "1"}
+        with self.stderr_path.open("wb") as stderr:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "textgate.cli", "serve", *args, "--config", str(folder / "serve.toml"),
+                 "--port", str(self.port)],
+                cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        self.name = name
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} server exited: {self.stderr_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"{self.name} server not ready in {STARTUP_TIMEOUT_S} s: {self.stderr_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    shadow_spec = root / "shadow.toml"
+    shadow_spec.write_text(f'model = "{tiny_model_dir}"\nmax_length = 16\n')
+    main = Server("main", root / "main", [str(tiny_model_dir)], f"""
+api_keys = ["{KEY}"]
+log_url = "sqlite:///{root / 'main' / 'log.db'}"
+max_texts_per_request = 8
+max_chars_per_text = 2000
+max_body_bytes = 200000
+[guard]
+min_confidence = {MIN_CONFIDENCE}
+low_confidence = "fallback"
+fallback_label = "neutral"
+[drift]
+reference = {{ negative = 0.2, neutral = 0.5, positive = 0.3 }}
+window = 50
+""")
+    shadow = Server("shadow", root / "shadow", [str(tiny_model_dir), "--shadow", str(shadow_spec)], f"""
+log_url = "sqlite:///{root / 'shadow' / 'log.db'}"
+max_queue_texts = 2
+max_texts_per_request = 2
+""")
+    try:
+        main.wait_ready()
+        shadow.wait_ready()
+        yield {"main": main, "shadow": shadow}
+    finally:
+        main.stop()
+        shadow.stop()
+
+
+@pytest.fixture(scope="module")
+def main_server(servers):
+    return servers["main"]
+
+
+@pytest.fixture(scope="module")
+def client(main_server):
+    with httpx.Client(base_url=main_server.url, headers={"X-API-Key": KEY}, timeout=10) as c:
+        yield c
+
+
+def _metrics(url: str) -> dict[str, float]:
+    """Every sample as 'name{k=v,...}' -> value."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+# --- classify -----------------------------------------------------------------------------------
+
+
+def test_classify_one_text_echoes_request_id(client, main_server):
+    response = client.post("/v1/classify", json={"text": "i love this movie"}, headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["request_id"] == "req-1" == response.headers["x-request-id"]
+    assert set(body["model"]) == {"fingerprint", "revision", "name"} and len(body["model"]["fingerprint"]) == 16
+    (result,) = body["results"]
+    assert result["model_label"] in LABELS and "scores" not in result
+    assert set(result) == {"label", "score", "model_label", "status", "valid", "reasons", "truncated"}
+    assert body["logged"] == "committed"
+    generated = client.post("/v1/classify", json={"text": "ok"}, headers={"X-Request-ID": "bad id\twith tab"})
+    assert generated.json()["request_id"] != "bad id\twith tab" and len(generated.json()["request_id"]) == 32
+
+
+def test_classify_many_with_all_scores(client):
+    texts = ["great game", "awful day", "meh", "the old movie tbh " * 20]
+    body = client.post("/v1/classify", json={"texts": texts, "return_all_scores": True}).json()
+    assert len(body["results"]) == len(texts)
+    for result in body["results"]:
+        assert set(result["scores"]) == set(LABELS)
+        assert math.isclose(sum(result["scores"].values()), 1, abs_tol=1e-4)
+        assert result["score"] == result["scores"][result["model_label"]] == max(result["scores"].values())
+    assert body["results"][3]["truncated"] is True and "truncated" in body["results"][3]["reasons"]
+
+
+def test_guard_statuses(client):
+    body = client.post("/v1/classify", json={"texts": ["", "   ", "i love this", "bad", "sad night"],
+                                             "return_all_scores": True}).json()
+    empty, blank, *rest = body["results"]
+    for result in (empty, blank):
+        assert result["status"] == "rejected" and result["label"] is None and result["reasons"] == ["empty_text"]
+    for result in rest:
+        if result["score"] < MIN_CONFIDENCE:
+            assert result["status"] == "fallback" and result["label"] == "neutral"
+            assert "low_confidence" in result["reasons"] and result["valid"] is False
+        else:
+            assert result["status"] == "ok" and result["label"] == result["model_label"]
+    assert any(r["status"] == "fallback" for r in rest), "expected at least one low-confidence answer"
+
+
+def test_model_endpoint(client, tiny_model_dir):
+    body = client.get("/v1/model").json()
+    assert body["labels"] == list(LABELS)
+    assert body["guard"]["min_confidence"] == MIN_CONFIDENCE and body["guard"]["fallback_label"] == "neutral"
+    assert body["settings"]["effective_max_length"] == 64 and body["spec"]["truncation"] is True
+    assert body["limits"]["max_texts_per_request"] == 8
+    assert body["logging"] == {"enabled": True, "log_text": False, "log_ack": "committed"}
+    assert body["drift_reference"] == {"negative": 0.2, "neutral": 0.5, "positive": 0.3}
+    assert body["shadow"] is None
+
+
+def test_metrics_move_after_requests(client, main_server):
+    before = _metrics(main_server.url)
+    client.post("/v1/classify", json={"texts": ["i love this", ""]})
+    client.post("/v1/classify", json={"texts": ["x"] * 50})  # 422: counted under its status
+    after = _metrics(main_server.url)
+    route = "route=/v1/classify"
+    assert after[f"textgate_requests_total{{{route},status=200}}"] == before.get(
+        f"textgate_requests_total{{{route},status=200}}", 0) + 1
+    assert after[f"textgate_requests_total{{{route},status=422}}"] >= 1
+    assert after["textgate_guard_failures_total{rule=empty_text}"] == before[
+        "textgate_guard_failures_total{rule=empty_text}"] + 1
+    assert sum(v for k, v in after.items() if k.startswith("textgate_predictions_total")) == sum(
+        v for k, v in before.items() if k.startswith("textgate_predictions_total")) + 2
+    assert after["textgate_batch_size_count{}"] > before["textgate_batch_size_count{}"]
+    assert after["textgate_inference_seconds_count{}"] > before["textgate_inference_seconds_count{}"]
+    assert after["textgate_confidence_count{}"] >= before["textgate_confidence_count{}"] + 1
+    assert after["textgate_log_written_total{}"] >= before["textgate_log_written_total{}"] + 2
+    assert after["textgate_log_dropped_total{}"] == 0 and after["textgate_log_failed_total{}"] == 0
+    assert after["textgate_queue_depth{}"] == 0
+    assert f"textgate_request_latency_seconds_count{{{route}}}" in after
+    assert 0 <= after["textgate_label_drift_chi2_pvalue{}"] <= 1 and after["textgate_label_drift_psi{}"] >= 0
+    assert after["textgate_label_drift_window_size{}"] > 0
+    (info,) = [k for k in after if k.startswith("textgate_model_info")]
+    assert "fingerprint=" in info and after[info] == 1
+
+
+# --- auth and limits ---------------------------------------------------------------------------------
+
+
+def test_auth(main_server):
+    url = f"{main_server.url}/v1/classify"
+    payload = {"text": "good"}
+    assert httpx.post(url, json=payload).status_code == 401
+    assert httpx.post(url, json=payload, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert httpx.post(url, json=payload, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.post(url, json=payload, headers={"X-API-Key": "é-non-ascii".encode("latin-1")}).status_code == 401
+    assert httpx.post(url, json=payload, headers={"X-API-Key": KEY}).status_code == 200
+    assert httpx.post(url, json=payload, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert httpx.get(f"{main_server.url}/v1/model").status_code == 401
+    for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        assert httpx.get(f"{main_server.url}{open_path}").status_code == 200, open_path
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    ({"texts": ["hi"] * 9}, 422, ["'texts'", "max_texts_per_request = 8"]),
+    ({"text": "a" * 100_000}, 422, ["'text'", "max_chars_per_text = 2000"]),
+    ({"texts": ["ok", "b" * 2001]}, 422, ["'texts[1]'", "max_chars_per_text"]),
+    ({"texts": ["c" * 1000] * 8 * 30}, 413, ["max_body_bytes = 200000"]),
+], ids=["too-many-texts", "100k-characters", "long-item", "oversized-body"])
+def test_limits_are_4xx_naming_the_limit(client, payload, status, words):
+    response = client.post("/v1/classify", json=payload)
+    assert response.status_code == status, response.text
+    assert all(word in response.json()["detail"] for word in words), response.text
+
+
+def test_oversized_body_without_content_length(client):
+    def chunks():
+        for _ in range(300):
+            yield b"x" * 1000
+
+    response = client.post("/v1/classify", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("content", [
+    b'{"texts": ["unterminated',
+    b'{"texts": "not a list"}',
+    b'{"texts": [1, 2]}',
+    b'{"text": 5}',
+    b'{"text": "a", "texts": ["b"]}',
+    b'{"texts": []}',
+    b'{}',
+    b'{"text": "a", "unknown": 1}',
+    b'["a list"]',
+    b'null',
+    b'{"text": "caf\xc3\xa9 \xff\xfe bad utf-8"}',
+    b'\xff\xfe\x00\x00',
+    b'{"text": "\\ud800 lone surrogate"}',
+    b'{"texts": ["ok"], "return_all_scores": "maybe"}',
+], ids=["malformed-json", "texts-string", "texts-ints", "text-int", "both", "empty-list", "empty-object",
+        "extra-field", "array", "null", "invalid-utf8-in-string", "invalid-utf8-bytes", "lone-surrogate",
+        "bad-bool"])
+def test_bad_requests_are_4xx_never_5xx(client, content):
+    response = client.post("/v1/classify", content=content, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.json()["detail"]
+    assert "unterminated" not in response.text and "lone surrogate\"" not in response.text  # input not echoed
+
+
+# --- the prediction log ------------------------------------------------------------------------------
+
+
+def test_prediction_log_rows_hold_the_hash_not_the_text(client, main_server):
+    texts = ["log me please", "and me too"]
+    body = client.post("/v1/classify", json={"texts": texts}, headers={"X-Request-ID": "log-check"}).json()
+    assert body["logged"] == "committed"
+    with sqlite3.connect(main_server.folder / "log.db") as db:  # committed: visible to another reader
+        rows = db.execute("SELECT item, text_sha256, text, status, model_label, label, reasons, model_fingerprint "
+                          "FROM predictions WHERE request_id = 'log-check' ORDER BY item").fetchall()
+    assert [r[0] for r in rows] == [0, 1]
+    for (item, sha, text, status, model_label, label, reasons, fingerprint), result in zip(rows, body["results"]):
+        assert sha == hashlib.sha256(texts[item].encode()).hexdigest() and text is None
+        assert (status, model_label, label) == (result["status"], result["model_label"], result["label"])
+        assert reasons.split(",") == result["reasons"] if reasons else result["reasons"] == []
+        assert fingerprint == body["model"]["fingerprint"]
+    stderr = main_server.stderr_path.read_text()
+    assert "log me please" not in stderr  # no raw text in server logs
+
+
+# --- the shadow server: shadow metrics, queue overflow ---------------------------------------------------
+
+
+def test_shadow_metrics_and_log(servers):
+    server = servers["shadow"]
+    texts = ["i love this movie so much " * 5, "bad"]  # long enough for max_length 16 to matter
+    for _ in range(3):
+        response = httpx.post(f"{server.url}/v1/classify", json={"texts": texts}, timeout=10)
+        assert response.status_code == 200, response.text
+    body = response.json()
+    assert {r["status"] for r in body["results"]} <= {"ok"}  # default guard: nothing to object to
+    samples = _metrics(server.url)
+    assert samples["textgate_shadow_comparisons_total{}"] >= 6
+    assert 0 <= samples["textgate_shadow_agreement_rate{}"] <= 1
+    assert math.isclose(samples["textgate_shadow_agreement_rate{}"] + samples["textgate_shadow_flip_rate{}"], 1)
+    assert samples["textgate_shadow_errors_total{}"] == 0
+    pairs = {k: v for k, v in samples.items() if k.startswith("textgate_shadow_label_pairs_total")}
+    assert sum(pairs.values()) == samples["textgate_shadow_comparisons_total{}"]
+    assert {f"textgate_shadow_label_delta{{label={label}}}" for label in LABELS} <= set(samples)
+    model = httpx.get(f"{server.url}/v1/model").json()
+    assert model["shadow"]["fingerprint"] != model["fingerprint"]  # max_length is in the fingerprint
+    with sqlite3.connect(server.folder / "log.db") as db:
+        shadow_labels = db.execute("SELECT shadow_label FROM predictions WHERE request_id = ?",
+                                   (body["request_id"],)).fetchall()
+    assert len(shadow_labels) == 2 and all(label in LABELS for (label,) in shadow_labels)
+
+
+def test_full_queue_answers_503_with_retry_after(servers):
+    url = f"{servers['shadow'].url}/v1/classify"
+    payload = {"texts": ["i love this movie so much tbh " * 3, "awful day"]}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as c:
+            return await asyncio.gather(*(c.post(url, json=payload) for _ in range(48)))
+
+    statuses: list[int] = []
+    for _ in range(5):  # concurrency is timing-dependent; a few bursts make an overflow certain
+        responses = asyncio.run(burst())
+        statuses += [r.status_code for r in responses]
+        rejected = [r for r in responses if r.status_code == 503]
+        if rejected:
+            assert rejected[0].headers["retry-after"] == "1" and "queue" in rejected[0].json()["detail"]
+            break
+    assert set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses and 200 in statuses
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_errors(servers, tmp_path):
+    server = servers["shadow"]  # no auth, so the fuzzer reaches the handlers
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
+               "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
+               "--max-examples", "40", "--phases", "examples,coverage,fuzzing",
+               "--seed", "1", "--workers", "2", "--request-timeout", "10", "--generation-database", "none",
+               "--suppress-health-check", "all"]
+    result = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Tested: 5" in result.stdout and "No issues found" in result.stdout, result.stdout[-4000:]
+    assert server.process.poll() is None
+
+
+# --- in-process unit tests -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_model_dir):
+    from textgate.model import load_classifier, resolve_model_argument
+
+    return load_classifier(resolve_model_argument(str(tiny_model_dir))[0])
+
+
+def test_batcher_packs_within_the_budget_and_matches_predict(tiny_classifier):
+    from textgate.infer import predict
+    from textgate.serve.batcher import Batcher
+
+    requests = [["i love this"], ["awful day " * 8, "meh", "ok"], ["great game tbh"] * 5, ["the old movie " * 6]]
+    batches: list[int] = []
+    budget = 40
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=budget, max_queue_texts=100,
+                          on_batch=lambda rows, seconds: batches.append(rows))
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(texts) for texts in requests))
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(run())
+    flat = [text for texts in requests for text in texts]
+    expected = predict(tiny_classifier, flat, token_budget=budget, progress=False)
+    got = np.concatenate([r.probabilities for r in results])
+    np.testing.assert_allclose(got, expected.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(np.concatenate([r.token_counts for r in results]), expected.token_counts)
+    assert sum(batches) == len(flat)  # one cycle: all four requests packed together
+    assert len(batches) > 1 and max(batches) <= budget // 3  # shortest text: [CLS] word [SEP]
+    assert batches == sorted(batches) or batches[0] <= batches[-1]  # longest (fewest rows) first
+
+
+def test_batcher_rejects_when_the_queue_is_full(tiny_classifier):
+    from textgate.serve.batcher import Batcher, QueueFull
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=256, max_queue_texts=2)
+        batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit(["a", "b"]), batcher.submit(["c"]), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    first, second = asyncio.run(run())
+    assert first.probabilities.shape == (2, 3)
+    assert isinstance(second, QueueFull) and "at most 2" in str(second)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 7, 30, 101])
+def test_chi2_sf_matches_scipy(dof):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for x in [0.0, 1e-6, 0.1, 0.5, 1, dof - 1 if dof > 1 else 0.3, dof, dof + 1, 2 * dof, 10 * dof + 50, 500]:
+        assert math.isclose(chi2_sf(x, dof), scipy_stats.chi2.sf(x, dof), rel_tol=1e-9, abs_tol=1e-300), (x, dof)
+
+
+def test_goodness_of_fit_and_psi_match_references():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    counts, shares = [30, 50, 20], [0.2, 0.5, 0.3]
+    statistic, p_value = chi2_goodness_of_fit(counts, shares)
+    expected = scipy_stats.chisquare(counts, f_exp=[100 * s for s in shares])
+    assert math.isclose(statistic, expected.statistic, rel_tol=1e-3)  # shares floored at 1e-4
+    assert math.isclose(p_value, expected.pvalue, rel_tol=1e-3)
+    actual = np.array(counts) / 100
+    assert math.isclose(population_stability_index(counts, shares),
+                        float(np.sum((actual - shares) * np.log(actual / shares))), rel_tol=1e-3)
+    assert population_stability_index([20, 50, 30], shares) < 1e-6
+    assert math.isnan(population_stability_index([0, 0, 0], shares))
+    drift = LabelDrift({"a": 0.5, "b": 0.5}, window=4)
+    drift.observe(["a", "a", "a", "a", "b", "b"])  # the window keeps the last four
+    assert len(drift) == 4 and math.isclose(chi2_goodness_of_fit([2, 2], [0.5, 0.5])[1], drift.chi2_pvalue())
+    drift.observe(["fallback-only"])  # a label outside the reference is a category of share 0
+    assert drift.psi() > 1
+
+
+@pytest.mark.parametrize("toml, field", [
+    ("prot = 1", "prot"),
+    ("port = 70000", "port"),
+    ("log_ack = 'sometimes'", "log_ack"),
+    ("max_queue_texts = 4\nmax_texts_per_request = 8", "(top level)"),
+    ("[drift]\nwindow = 0", "drift.window"),
+    ("[drift]\nreference = { a = -1 }", "drift.reference"),
+    ("[guard]\nmin_confidence = 2", "guard.min_confidence"),
+    ("[guard]\nunknown_rule = true", "guard.unknown_rule"),
+    ("api_keys = ['']", "api_keys"),
+], ids=["unknown-key", "port", "log-ack", "request-larger-than-queue", "window", "shares", "guard-value",
+        "guard-key", "blank-key"])
+def test_config_errors_name_the_field(tmp_path, toml, field):
+    path = tmp_path / "serve.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as error:
+        load_serve_config(path)
+    assert error.value.field == field and f"'{field}'" in str(error.value)
+
+
+def test_config_defaults_keys_and_references(tmp_path):
+    config = ServeConfig()
+    assert (config.host, config.port, config.max_queue_texts, config.log_ack) == ("127.0.0.1", 8000, 2048, "committed")
+    keyed = ServeConfig(api_keys=["a"])
+    assert keyed.resolved_api_keys({"TEXTGATE_API_KEYS": " b, ,a,c"}) == ("a", "b", "c")
+    assert reference_shares(DriftConfig(reference={"negative": 1, "positive": 3}), LABELS) == {
+        "negative": 0.25, "neutral": 0.0, "positive": 0.75}
+    with pytest.raises(ConfigError, match="does not have: happy"):
+        reference_shares(DriftConfig(reference={"happy": 1.0}), LABELS)
+    from textgate.predictions import Predictions, save_predictions
+
+    save_predictions(Predictions(label_names=LABELS, predicted=np.array(["neutral", "neutral", "positive", "neutral"],
+                                                                        dtype=object)), tmp_path / "ref.parquet")
+    (tmp_path / "serve.toml").write_text('[drift]\nreference = "ref.parquet"\n')
+    loaded = load_serve_config(tmp_path / "serve.toml")  # relative to the file
+    assert reference_shares(loaded.drift, LABELS) == {"negative": 0.0, "neutral": 0.75, "positive": 0.25}
+    report = {"metrics": {"label_names": list(LABELS), "confusion": [[1, 1, 0], [0, 2, 0], [0, 0, 4]]}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert reference_shares(DriftConfig(reference=str(tmp_path / "report.json")), LABELS) == {
+        "negative": 0.125, "neutral": 0.375, "positive": 0.5}
+
+
+def test_request_timeout_is_504_and_shutdown_is_clean(tiny_classifier):
+    from fastapi.testclient import TestClient
+
+    from textgate.serve.app import create_app
+
+    app = create_app(tiny_classifier, ServeConfig(log_url="", request_timeout_s=1e-6))
+    with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
+        response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
+        assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
+        assert test_client.get("/healthz").json() == {"status": "ok"}
+    assert app.state.service.batcher.queue_depth == 0
+
+
+def test_serve_without_the_extra_names_the_install_command(monkeypatch, capsys, tiny_model_dir):
+    from textgate.cli import EXIT_USAGE, main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
+    assert main(["serve", str(tiny_model_dir)]) == EXIT_USAGE
+    assert "pip install 'textgate[serve]'" in capsys.readouterr().err
