@@ -345,7 +345,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    started, clock = time.perf_counter(), {}
+    started, clock, load_before = time.perf_counter(), {}, os.getloadavg()[0]
     step = functools.partial(timed_step, clock)
     cache = step("cache", "(iii) cache: cold and warm CLI gate runs", lambda: cache_speedup(args.warm_repeats))
     setup = step("setup", "loading the demo classifier twice, baseline predictions", lambda: load_setup(args.seed))
@@ -373,6 +373,8 @@ def main() -> None:
         "cache": cache,
         "seconds": round(time.perf_counter() - started, 1),
         "section_seconds": clock,
+        # Other processes distort every timing here (cold gate run, p99 checks): say how busy it was.
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
     }
     result["verdict"] = verdict(result)
     print(json.dumps(result, indent=2))
@@ -440,7 +442,8 @@ def section_header(r: dict, command: str) -> list[str]:
          f"({s[DOMAIN_SLICE]}). {settings['trials']} trials per simulated figure "
          f"({settings['resamples_simulated']} bootstrap resamples each), {settings['batch_order_trials']} "
          f"batch-order A/A runs ({settings['resamples_batch_order']} resamples, the gate's default). "
-         f"Whole run: {r['seconds']:.0f} s."),
+         f"Whole run: {r['seconds']:.0f} s; 1-minute load average {r['load_average_1min']['start']:.1f} at the "
+         f"start, {r['load_average_1min']['end']:.1f} at the end, this run included."),
         "",
         f"Command: `{command}`",
     ]
