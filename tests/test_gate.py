@@ -296,3 +296,11 @@ def test_false_turns_a_check_off(tmp_path, tiny_model_dir, data_file):
     y, pred = synthetic()
     names = {c.name for c in gate_on(y, pred, pred, config.thresholds).checks}
     assert "accuracy" not in names and "invalid labels" not in names
+
+
+def test_a_drop_of_exactly_the_threshold_passes():
+    y, pred = synthetic()
+    result = gate_on(y, pred, inject(y, pred, 40), Thresholds())  # exactly 2.0 points
+    accuracy = next(c for c in result.checks if c.name == "accuracy")
+    assert accuracy.value == pytest.approx(-0.02) and accuracy.status == "pass"
+    assert gate_on(y, pred, inject(y, pred, 41), Thresholds()).verdict == "fail"

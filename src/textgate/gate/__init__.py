@@ -7,7 +7,8 @@
 """
 
 from textgate.gate.checks import Check, GateResult, check_gate
-from textgate.gate.config import GateConfig, Thresholds, load_gate_config
+from textgate.gate.config import GateConfig, GateSettings, Thresholds, load_gate_config
 from textgate.gate.run import GateRun, run_gate
 
-__all__ = ["Check", "GateConfig", "GateResult", "GateRun", "Thresholds", "check_gate", "load_gate_config", "run_gate"]
+__all__ = ["Check", "GateConfig", "GateResult", "GateRun", "GateSettings", "Thresholds", "check_gate", "load_gate_config",
+           "run_gate"]

@@ -24,6 +24,9 @@ from textgate.metrics import _Record, wilson_interval
 __all__ = ["Check", "GateResult", "check_gate"]
 
 Status = Literal["pass", "warn", "fail", "skip"]
+# A drop of exactly the threshold passes ("drop <= 2 pts"); differences of float accuracies
+# carry rounding error (0.7185 - 0.6985 = 0.020000000000000018), so compare with this slack.
+_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -137,12 +140,12 @@ def _drop_check(name: str, scope: str, delta: MetricDelta, threshold: float, t: 
     word = "drop" if delta.higher_is_better else "increase"
     unit, scale, digits = (" pts", 100, 1) if delta.name != "ece" else ("", 1, 4)
     if t.mode == "non-inferiority":
-        failed = harm_high >= threshold
+        failed = harm_high >= threshold - _TOLERANCE
         rule = f"upper bound of {word} < {scale * threshold:g}{unit}"
         why = (f"the interval's worst case, a {word} of {scale * harm_high:.{digits}f}{unit}, "
                f"{'reaches' if failed else 'stays below'} the {scale * threshold:g}{unit} margin")
     else:
-        exceeded = harm > threshold
+        exceeded = harm > threshold + _TOLERANCE
         significant = (p_value < t.alpha) if p_value is not None else harm_low > 0
         failed = exceeded and (significant or not t.require_significance)
         rule = f"{word} <= {scale * threshold:g}{unit}" + (f", fails only if significant at {t.alpha:g}"
@@ -165,8 +168,9 @@ def _rate_check(name: str, scope: str, count: int, n: int, threshold: float, wha
                 small: bool = False) -> Check:
     rate = count / n if n else 0.0
     low, high = wilson_interval(count, n)
-    status: Status = "fail" if rate > threshold else "pass"
-    reason = f"{count:,} of {n:,} {what} ({100 * rate:.2f}%), {'more than' if rate > threshold else 'within'} " \
+    over = rate > threshold + _TOLERANCE
+    status: Status = "fail" if over else "pass"
+    reason = f"{count:,} of {n:,} {what} ({100 * rate:.2f}%), {'more than' if over else 'within'} " \
              f"the {100 * threshold:g}% allowed"
     if status == "fail" and small:
         status, reason = "warn", reason + f" (small slice: {n} examples)"
@@ -175,7 +179,7 @@ def _rate_check(name: str, scope: str, count: int, n: int, threshold: float, wha
 
 
 def _invalid_check(delta: MetricDelta, threshold: float) -> Check:
-    status: Status = "fail" if delta.candidate > threshold else "pass"
+    status: Status = "fail" if delta.candidate > threshold + _TOLERANCE else "pass"
     reason = (f"{100 * delta.candidate:.2f}% of the candidate's predictions are outside the label set "
               f"(baseline {100 * delta.baseline:.2f}%)")
     return Check("invalid labels", "overall", "invalid_label_rate", delta.baseline, delta.candidate, delta.candidate,
@@ -192,7 +196,7 @@ def _latency_checks(baseline: EvalReport, candidate: EvalReport, t: Thresholds) 
     # are not comparable, but the cost of one text is.
     before, after = baseline.latency.per_example_ms.p99, candidate.latency.per_example_ms.p99
     increase = after / before - 1 if before > 0 else 0.0
-    status: Status = "fail" if increase > t.max_p99_latency_increase else "pass"
+    status: Status = "fail" if increase > t.max_p99_latency_increase + _TOLERANCE else "pass"
     reason = (f"p99 per-text latency {before:.2f} ms -> {after:.2f} ms ({100 * increase:+.1f}%), "
               f"{'more than' if status == 'fail' else 'within'} the {100 * t.max_p99_latency_increase:g}% allowed")
     return [Check("p99 latency", "overall", "latency_p99_ms", before, after, increase, None, None, None,
