@@ -25,8 +25,11 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# Every measured target (about 20 minutes on 2 cores); each script rewrites its BENCHMARKS.md section.
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py --write
+	$(BIN)/python benchmarks/gate_calibration.py --write
+	$(BIN)/python benchmarks/serve_load.py --write
 
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.

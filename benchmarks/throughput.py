@@ -162,7 +162,7 @@ def write_section(r: dict, command: str) -> None:
         f"Measured {r['date']} on {r['machine']}; {r['texts']:,} TweetEval sentiment test tweets, demo "
         f"classifier (MiniLM-L6 + LoRA, max_length 128), token budget {r['token_budget']}.",
         "",
-        f"Command: `{command}` (what `make bench` runs)",
+        f"Command: `{command}` (part of `make bench`)",
         "",
         "| run | texts/s | vs pipeline | argmax agreement | max abs prob diff | GEMM peak used |",
         "|---|---|---|---|---|---|",
