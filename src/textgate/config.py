@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -9,9 +10,23 @@ from pydantic import BaseModel, ValidationError
 
 from textgate.errors import ConfigError
 
-__all__ = ["validate_table"]
+__all__ = ["read_toml", "validate_table"]
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_toml(path: Path, *, what: str, field: str | None = None) -> dict[str, Any]:
+    """Parse a TOML file; a missing, undecodable or malformed file is a one-line ConfigError
+    that starts with ``what`` ("Gate file", "ModelSpec file", ...)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{what} {path} does not exist.", field=field, path=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason}); save it as UTF-8.",
+                          field=field, path=path) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}.", field=field, path=path) from exc
 
 
 def validate_table(model: type[Model], raw: Any, *, origin: str | Path, prefix: str = "") -> Model:

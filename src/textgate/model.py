@@ -22,7 +22,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgate.config import validate_table
+from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError, ModelLoadError
 
 __all__ = [
@@ -139,13 +138,7 @@ def library_versions() -> dict[str, str]:
 def load_model_spec(path: Path | str) -> ModelSpec:
     """Read a ModelSpec TOML file; relative local paths in it are made relative to the file."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"ModelSpec file {path} does not exist.", path=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"ModelSpec file {path} is not valid TOML: {exc}.", path=path) from exc
-    spec = _validate_spec(raw, origin=str(path))
+    spec = _validate_spec(read_toml(path, what="ModelSpec file"), origin=str(path))
     return spec.model_copy(update=_relative_paths(spec, path.parent))
 
 

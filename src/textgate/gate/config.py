@@ -26,13 +26,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from textgate.config import validate_table
+from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError
 from textgate.model import ModelSpec, load_model_spec
 from textgate.slices import SliceSpec, slices_from_toml
@@ -152,12 +151,7 @@ _TOP_LEVEL = ("data", "baseline", "candidate", "thresholds", "settings", "slice"
 
 def load_gate_config(path: Path | str) -> GateConfig:
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"Gate file {path} does not exist.", field="GATE_FILE", path=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Gate file {path} is not valid TOML: {exc}.", path=path) from exc
+    doc = read_toml(path, what="Gate file", field="GATE_FILE")
     if unknown := [key for key in doc if key not in _TOP_LEVEL]:
         raise ConfigError(f"Unknown key '{unknown[0]}' in {path}; allowed top-level keys and tables: "
                           f"{', '.join(_TOP_LEVEL)}.", field=unknown[0], path=path)

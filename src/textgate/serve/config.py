@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from textgate.config import validate_table
+from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError
 from textgate.guard import GuardRules
 
@@ -102,13 +101,7 @@ class ServeConfig(BaseModel):
 def load_serve_config(path: Path | str) -> ServeConfig:
     """Read ``serve.toml``; a relative drift reference path is relative to the file."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"Serve config {path} does not exist.", path=path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"Serve config {path} is not valid TOML: {exc}.", path=path) from exc
-    config = validate_table(ServeConfig, raw, origin=path)
+    config = validate_table(ServeConfig, read_toml(path, what="Serve config"), origin=path)
     reference = config.drift.reference
     if isinstance(reference, str) and not Path(reference).is_absolute():
         drift = config.drift.model_copy(update={"reference": str((path.parent / reference).resolve())})
