@@ -4,7 +4,8 @@ received and what to do, so the CLI can print it as one line.
     TextgateError
     ├── ConfigError(ValueError)      a spec or config file/argument is wrong      (field)
     ├── DataError(ValueError)        a dataset or predictions file is wrong       (field, path, row)
-    └── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
+    ├── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
+    └── LogQueueFull(RuntimeError)   the prediction log's queue had no room; records dropped, counted
 
 Subclassing the builtins keeps callers' ``except ValueError`` / ``except OSError`` working.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DataError", "ModelLoadError", "TextgateError"]
+__all__ = ["ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "TextgateError"]
 
 
 class TextgateError(Exception):
@@ -55,3 +56,8 @@ class ModelLoadError(TextgateError, OSError):
 
     def __str__(self) -> str:  # OSError would otherwise print its errno/strerror form
         return self.args[0]
+
+
+class LogQueueFull(TextgateError, RuntimeError):
+    """The prediction LogWriter's queue had no room: the records were dropped (and counted)
+    instead of blocking the request."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from textgate.errors import ConfigError, TextgateError
+from textgate.errors import ConfigError, LogQueueFull
 
 try:
     import sqlalchemy as sa
@@ -56,11 +56,6 @@ TABLE = "predictions"
 PG_CONNECT_TIMEOUT_S = 10
 # How long SQLite waits for another process's write lock (several server workers, one file).
 SQLITE_BUSY_TIMEOUT_S = 10.0
-
-
-class LogQueueFull(TextgateError, RuntimeError):
-    """The LogWriter's queue had no room: the records were dropped (and counted) instead of
-    blocking the request."""
 
 
 def text_sha256(text: str) -> str:
