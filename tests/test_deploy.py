@@ -57,3 +57,16 @@ def test_dashboard_is_valid_json_and_uses_exported_metrics():
     expressions = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     missing = referenced(expressions) - exported
     assert not missing, f"the dashboard uses metrics the server does not export: {sorted(missing)}"
+
+
+def test_promtool_accepts_the_alert_rules():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (it comes with Debian's prometheus package)")
+    result = subprocess.run(["promtool", "check", "rules", str(REPO / "deploy" / "prometheus" / "alerts.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
