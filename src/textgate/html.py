@@ -30,7 +30,7 @@ _LATENCY_BINS = 30
 _CHAR_PX = 6.6
 _STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2, "skip": 2}
 # Metrics that are not fractions, so their deltas are plain numbers rather than points.
-_UNITLESS_METRICS = frozenset({"nll", "brier", "log_loss"})
+_UNITLESS_METRICS = frozenset({"nll", "brier", "log_loss", "ece", "total_variation"})  # shown as plain numbers, as in report.md
 
 _COLORS = {
     "pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "skip": "#6e7781",

@@ -55,7 +55,10 @@ def _evaluation(report) -> dict[str, Any]:
 def _latency(run: GateRun) -> dict[str, Any]:
     out: dict[str, Any] = {"measurement": run.latency_measurement}
     for name in ("baseline", "candidate"):
-        predictions = getattr(run, name).predictions
+        side = getattr(run, name)
+        out[f"{name}_timed"] = ("predictions file" if side.source == "predictions"
+                                else "earlier run (cache)" if side.cached else "this run")
+        predictions = side.predictions
         out[f"{name}_batch_ms"] = [round(1000 * s, 3) for s in predictions.batch_seconds]
         latency = run.evaluations[name].latency
         out[f"{name}_per_text_ms"] = None if latency is None else latency.per_example_ms.to_dict()
@@ -131,7 +134,8 @@ def render_gate_markdown(report: dict[str, Any]) -> str:
     if report["warnings"]:
         out += ["### Warnings", "", *[f"- {w}" for w in report["warnings"]], ""]
     out += [f"<sub>textgate gate · {report['comparison']['bootstrap']} · McNemar exact mid-p · "
-            f"latency {report['latency']['measurement']} · report schema {report['schema_version']}</sub>", ""]
+            f"latency {report['latency']['measurement']} (baseline timed in {report['latency']['baseline_timed']}, "
+            f"candidate in {report['latency']['candidate_timed']}) · report schema {report['schema_version']}</sub>", ""]
     return "\n".join(out)
 
 
