@@ -234,18 +234,12 @@ def _split_eval_args(args: tuple[str, ...], predictions_path: Path | None) -> tu
     return args[0], Path(args[1])
 
 
-def _read_slices(flags: tuple[str, ...], slices_file: Path | None) -> list:
-    from textgate.errors import ConfigError
-    from textgate.slices import load_slices_toml, parse_slice_flag
+def _read_slices(flags: tuple[str, ...], slices_file: Path | None) -> tuple:
+    from textgate.slices import combine_slices, load_slices_toml, parse_slice_flag
 
-    slices = [parse_slice_flag(flag) for flag in flags]
-    if slices_file is not None:
-        slices += load_slices_toml(slices_file)
-    names = [s.name for s in slices]
-    if duplicated := sorted({n for n in names if names.count(n) > 1}):
-        raise ConfigError(f"Slice names must be unique; {', '.join(duplicated)} given more than once.",
-                          field="slice")
-    return slices
+    from_file = load_slices_toml(slices_file) if slices_file is not None else ()
+    return combine_slices([parse_slice_flag(flag) for flag in flags], from_file,
+                          where="--slice flags and --slices")
 
 
 def _predict_for_eval(model: str, data: Path, text_col: str, label_col: str, run_options: dict):

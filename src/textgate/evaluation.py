@@ -23,7 +23,7 @@ from textgate.metrics import (
 from textgate.predictions import Predictions, texts_fingerprint
 from textgate.slices import SliceSpec, slice_masks
 
-__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "accuracy_ci95", "evaluate"]
+__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "accuracy_ci95", "check_alignment", "evaluate"]
 
 # Version of report.json; bump on any incompatible change and keep readers of older ones.
 EVAL_REPORT_SCHEMA_VERSION = 1
@@ -67,7 +67,8 @@ class EvalReport:
 
 def evaluate(dataset: Dataset, predictions: Predictions, *, slices: Sequence[SliceSpec] = ()) -> EvalReport:
     """Measure ``predictions`` against the labels of ``dataset`` (same rows, same order)."""
-    _check_alignment(dataset, predictions)
+    _require_labels(dataset)
+    check_alignment(dataset, predictions)
     y_true, y_pred = dataset.labels, predictions.predicted
     names = dataset.label_names
     notes = []
@@ -101,22 +102,27 @@ def evaluate(dataset: Dataset, predictions: Predictions, *, slices: Sequence[Sli
     )
 
 
+def _require_labels(dataset: Dataset) -> None:
+    if dataset.labels is None:
+        raise DataError(f"{dataset.path} has no labels (column '{dataset.label_col}'); evaluation "
+                        "needs them. Pass --label-col with the column that holds the gold labels.",
+                        field="label_col", path=dataset.path)
+
+
 def accuracy_ci95(metrics: ClassificationMetrics) -> tuple[float, float]:
     """95% Wilson interval of an accuracy: how far a slice's number could move by chance."""
     return wilson_interval(round(metrics.accuracy * metrics.n), metrics.n)
 
 
-def _check_alignment(dataset: Dataset, predictions: Predictions) -> None:
-    if dataset.labels is None:
-        raise DataError(f"{dataset.path} has no labels (column '{dataset.label_col}'); evaluation "
-                        "needs them. Pass --label-col with the column that holds the gold labels.",
-                        field="label_col", path=dataset.path)
+def check_alignment(dataset: Dataset, predictions: Predictions, *, what: str = "predictions") -> None:
+    """Predictions must be for the dataset's rows: same count, and (when recorded) same texts.
+    ``what`` names them in the message, e.g. "baseline predictions"."""
     if len(predictions) != len(dataset):
-        raise DataError(f"The predictions have {len(predictions)} rows but {dataset.path} has "
+        raise DataError(f"The {what} have {len(predictions)} rows but {dataset.path} has "
                         f"{len(dataset)}; predict on the same file (rows are matched by position).",
                         field="predictions", path=dataset.path)
     if predictions.data_fingerprint and predictions.data_fingerprint != texts_fingerprint(dataset.texts):
-        raise DataError(f"The predictions were made on other texts than those in {dataset.path} "
+        raise DataError(f"The {what} were made on other texts than those in {dataset.path} "
                         "(data fingerprints differ). Predict again on this file, or evaluate on the "
                         "file the predictions were made from.", field="predictions", path=dataset.path)
 

@@ -98,11 +98,8 @@ class _Run:
     def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int):
         started = time.perf_counter()
         self.classifier, self.texts, self.token_budget = classifier, texts, token_budget
-        self.encoded = _tokenize(classifier, texts)
-        self.lengths = np.fromiter((len(ids) for ids in self.encoded["input_ids"]), dtype=np.int64,
-                                   count=len(texts))
+        self.encoded, self.lengths, self.truncated = _encode(classifier, texts)
         _check_lengths(classifier, self.lengths)
-        self.truncated = _truncated(classifier, texts, self.lengths)
         self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
         self.probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
         self.seconds = np.zeros(len(self.batches))
@@ -140,6 +137,14 @@ class _Run:
             model_fingerprint=self.classifier.fingerprint,
             data_fingerprint=texts_fingerprint(self.texts),
         )
+
+
+def _encode(classifier: Classifier, texts: Sequence[str]) -> tuple[dict[str, list[list[int]]], np.ndarray, np.ndarray]:
+    """Token ids of every text (the spec's truncation applied), tokens per text, and which
+    texts truncation cut. Shared by the offline engine and the server's micro-batcher."""
+    encoded = _tokenize(classifier, texts)
+    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
+    return encoded, lengths, _truncated(classifier, texts, lengths)
 
 
 def _tokenize(classifier: Classifier, texts: Sequence[str]) -> dict[str, list[list[int]]]:

@@ -29,6 +29,7 @@ __all__ = [
     "DEMO_SLANG_PATTERN",
     "SliceMasks",
     "SliceSpec",
+    "combine_slices",
     "load_slices_toml",
     "parse_slice_flag",
     "slice_masks",
@@ -200,6 +201,13 @@ _KIND_FIELDS = {
     "length": ("min_tokens", "max_tokens"),
 }
 _KIND_CHECKS = {"regex": _check_regex, "column": _check_column, "length": _check_length}
+
+
+def combine_slices(*groups: Sequence[SliceSpec], where: str = "the slice definitions") -> tuple[SliceSpec, ...]:
+    """Slices from several sources (``--slice`` flags, a slices file) as one tuple, names unique."""
+    specs = tuple(spec for group in groups for spec in group)
+    _require_unique(specs, where=where)
+    return specs
 
 
 def _require_unique(specs: Sequence[SliceSpec], *, where: str, path: Path | None = None) -> None:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Literal
 from textgate.cache import PredictionCache
 from textgate.compare import Comparison, compare_predictions
 from textgate.data import Dataset, read_dataset
-from textgate.errors import ConfigError, DataError
-from textgate.evaluation import EvalReport, evaluate
+from textgate.errors import ConfigError
+from textgate.evaluation import EvalReport, check_alignment, evaluate
 from textgate.gate.checks import GateResult, check_gate
 from textgate.gate.config import GateConfig
 from textgate.predictions import Predictions, load_any_predictions, texts_fingerprint
@@ -57,7 +57,7 @@ def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progre
     say(f"data: {dataset.summary()}")
     sides, interleaved = _predictions(config, plans, dataset, cache, progress, say)
     for side in sides.values():
-        _check_alignment(side, dataset)
+        check_alignment(dataset, side.predictions, what=f"{side.name} predictions")
     baseline, candidate = sides["baseline"], sides["candidate"]
     token_counts = baseline.predictions.token_counts
     if token_counts is None:
@@ -82,6 +82,7 @@ class _Plan:
     identity: ModelIdentity | None
     labels: tuple[str, ...] | None
     predictions_path: Path | None
+    saved: Predictions | None = None  # a textgate predictions file, read once
 
 
 def _plan(config: GateConfig, name: SideName) -> _Plan:
@@ -90,8 +91,8 @@ def _plan(config: GateConfig, name: SideName) -> _Plan:
         from textgate.predictions import is_textgate_predictions, load_predictions
 
         path = config.resolve(side.predictions)
-        labels = load_predictions(path).label_names if is_textgate_predictions(path) else None
-        return _Plan(name, None, labels, path)
+        saved = load_predictions(path) if is_textgate_predictions(path) else None
+        return _Plan(name, None, saved.label_names if saved else None, path, saved)
     from textgate.model import identify_model, model_label_names
 
     identity = identify_model(config.model_spec(name))
@@ -117,7 +118,7 @@ def _predictions(config, plans, dataset, cache, progress, say):
     keys, to_run = {}, []
     for name, plan in plans.items():
         if plan.predictions_path is not None:
-            predictions = load_any_predictions(plan.predictions_path, label_names=dataset.label_names)
+            predictions = plan.saved or load_any_predictions(plan.predictions_path, label_names=dataset.label_names)
             sides[name] = Side(name, f"predictions file {plan.predictions_path}", "predictions", predictions, False)
             continue
         keys[name] = PredictionCache.key(model_fingerprint=plan.identity.fingerprint,
@@ -170,14 +171,3 @@ def _short_path(location: str) -> str:
         return str(Path(location).relative_to(Path.cwd()))
     except ValueError:
         return location
-
-
-def _check_alignment(side: Side, dataset: Dataset) -> None:
-    predictions = side.predictions
-    if len(predictions) != len(dataset):
-        raise DataError(f"The {side.name} predictions have {len(predictions):,} rows but {dataset.path} has "
-                        f"{len(dataset):,}; predict on the same data file.", field=side.name, path=dataset.path)
-    if predictions.data_fingerprint and predictions.data_fingerprint != texts_fingerprint(dataset.texts):
-        raise DataError(f"The {side.name} predictions were made on other texts than {dataset.path} "
-                        "(data fingerprints differ); predict again on this file.", field=side.name,
-                        path=dataset.path)

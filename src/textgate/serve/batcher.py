@@ -170,20 +170,12 @@ class Batcher:
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
-        from textgate.infer import (
-            _check_lengths,
-            _plan_batches,
-            _run_batch,
-            _tokenize,
-            _truncated,
-        )
+        from textgate.infer import _check_lengths, _encode, _plan_batches, _run_batch
 
         jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
         texts = [text for job in jobs for text in job.texts]
         classifier = self.classifier
-        encoded = _tokenize(classifier, texts)
-        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
-        truncated = _truncated(classifier, texts, lengths)
+        encoded, lengths, truncated = _encode(classifier, texts)
         owner = np.empty(len(texts), dtype=np.int64)
         start = 0
         for j, job in enumerate(jobs):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -139,11 +140,7 @@ def _counts_from_file(path: Path) -> dict[str, float]:
         raise ConfigError(f"Field 'drift.reference': {path} does not exist; give label = share pairs, a "
                           "Predictions .parquet or a report.json.", field="drift.reference", path=path)
     if path.suffix == ".parquet":
-        predictions = load_predictions(path)
-        counts: dict[str, float] = {}
-        for label in predictions.predicted:
-            counts[str(label)] = counts.get(str(label), 0) + 1
-        return counts
+        return dict(Counter(str(label) for label in load_predictions(path).predicted))
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))["metrics"]
         names, confusion = metrics["label_names"], metrics["confusion"]
