@@ -71,6 +71,9 @@ class ModelSpec(BaseModel):
     label_map: dict[int, str] | None = Field(None, description="class id -> label name")
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    calibration: str | None = Field(
+        None, description="calibration TOML written by `textgate calibrate` (temperature applied to logits)")
+    lock: str | None = Field(None, description="textgate.lock file; loading refuses files whose hashes differ")
 
     def settings(self) -> dict[str, Any]:
         """The spec as plain JSON values, for records and reports."""
@@ -148,8 +151,10 @@ def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
 
 def _relative_paths(spec: ModelSpec, base: Path) -> dict[str, str]:
     updates = {}
-    if spec.adapter and not Path(spec.adapter).is_absolute():
-        updates["adapter"] = str((base / spec.adapter).resolve())
+    for field in ("adapter", "calibration", "lock"):
+        value = getattr(spec, field)
+        if value and not Path(value).is_absolute():
+            updates[field] = str((base / value).resolve())
     local = base / spec.model
     if not spec.model.startswith("pkg:") and not Path(spec.model).is_absolute() and local.exists():
         updates["model"] = str(local.resolve())
@@ -519,7 +524,7 @@ def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
 def _fingerprint(weights_sha: str, spec: ModelSpec) -> str:
     """Weights plus every setting that changes outputs (not where the files live)."""
     settings = spec.settings()
-    for location in ("model", "adapter", "revision"):
+    for location in ("model", "adapter", "revision", "lock"):
         settings.pop(location)
     payload = json.dumps({"weights": weights_sha, "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
