@@ -30,6 +30,8 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py --write
 	$(BIN)/python benchmarks/gate_calibration.py --write
 	$(BIN)/python benchmarks/serve_load.py --write
+	$(BIN)/python benchmarks/calibration.py --write
+	$(BIN)/python benchmarks/audit_quality.py --write
 
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.

@@ -110,6 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--soak-seconds", type=float, default=300)
+    parser.add_argument("--clients", type=int, nargs="+", default=list(LEVELS),
+                        help="concurrency levels to measure (the verdict uses the largest)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
@@ -124,7 +126,7 @@ def main() -> None:
     env_note = f"{os.cpu_count()} CPUs, loopback, load generator in the same machine"
     result: dict = {"date": dt.date.today().isoformat(), "machine": env_note, "seconds_per_level": args.seconds,
                     "levels": []}
-    for clients in LEVELS:
+    for clients in sorted(args.clients):
         row = {"clients": clients}
         for name, command, port in (("naive", naive_cmd, naive_port), ("textgate", textgate_cmd, textgate_port)):
             with server(command, port):

@@ -28,7 +28,8 @@ def write_tiny_classifier(folder: Path, *, labels=LABELS, seed: int = 0, hidden:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz!?.,'#@"]
     vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers 5 ignores vocab_file here (an empty vocabulary: every word [UNK]); pass the vocab itself.
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),

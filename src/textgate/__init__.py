@@ -17,6 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "AuditResult",
     "Classifier",
     "Comparison",
     "ConfigError",
@@ -33,6 +34,7 @@ __all__ = [
     "SliceSpec",
     "TextgateError",
     "Thresholds",
+    "audit_labels",
     "check_gate",
     "compare_predictions",
     "evaluate",
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 _HOME = {
+    "AuditResult": "textgate.audit",
+    "audit_labels": "textgate.audit",
     "Classifier": "textgate.model",
     "Comparison": "textgate.compare",
     "GateConfig": "textgate.gate",
@@ -77,6 +81,7 @@ _HOME = {
 }
 
 if TYPE_CHECKING:
+    from textgate.audit import AuditResult, audit_labels
     from textgate.compare import Comparison, compare_predictions
     from textgate.data import Dataset, read_dataset
     from textgate.errors import ConfigError, DataError, ModelLoadError, TextgateError

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-__all__ = ["render_gate_html"]
+__all__ = ["render_gate_html", "render_page"]
 
 # Long enough to recognize a slice or label, short enough to leave room for the plot itself.
 _MAX_LABEL_CHARS = 30
@@ -810,4 +810,19 @@ def render_gate_html(report: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>textgate gate: {verdict}</title><style>{_CSS}</style></head>\n"
         f"<body><main>{body}</main>\n<script>{_SCRIPT}</script></body></html>\n"
+    )
+
+
+def render_page(title: str, body: str, *, script: str = "", css: str = "") -> str:
+    """A self-contained page in the gate report's style: ``body`` is already-escaped HTML,
+    ``script`` the page's only script (allowed by its hash), ``css`` added to the shared CSS.
+    Nothing can be fetched, as for the gate report."""
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head>\n"
+        f"<body><main>{body}</main>\n<script>{script}</script></body></html>\n"
     )

@@ -25,9 +25,10 @@ import torch
 
 from textgate.errors import DataError
 from textgate.model import Classifier, library_versions
+from textgate.packed import packed_logits, supports_packed
 from textgate.predictions import Predictions, texts_fingerprint
 
-__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "predict", "predict_interleaved"]
+__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "embed", "predict", "predict_interleaved"]
 
 # Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
 # that attention and activations stay in cache-friendly sizes (measured: benchmarks/throughput.py).
@@ -39,7 +40,8 @@ MAX_BATCH_SIZE = 256
 @dataclass(frozen=True)
 class _Batch:
     rows: np.ndarray  # indices into the input texts
-    width: int  # padded length
+    width: int  # padded length (for a packed batch: its longest row)
+    packed: bool = False  # run padding-free (textgate.packed) instead of padded
 
 
 def predict(
@@ -196,12 +198,43 @@ def _plan_batches(lengths: np.ndarray, classifier: Classifier, token_budget: int
         start += size
 
 
+def _can_pack(classifier: Classifier) -> bool:
+    """Whether the padding-free forward reproduces this classifier's padded one."""
+    return classifier.spec.padding == "longest" and supports_packed(classifier.model)
+
+
+def _plan_packed_batches(lengths: np.ndarray, token_budget: int) -> Iterator[_Batch]:
+    """Batches for the padding-free forward: longest first, bounded by *real* tokens."""
+    order = np.argsort(-lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        end, tokens = start, 0
+        while end < len(order) and end - start < MAX_BATCH_SIZE and (end == start or tokens + lengths[order[end]] <= token_budget):
+            tokens += int(lengths[order[end]])
+            end += 1
+        yield _Batch(rows=order[start:end], width=int(lengths[order[start]]), packed=True)
+        start = end
+
+
 def _run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: _Batch) -> np.ndarray:
-    inputs = _collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
     with torch.inference_mode(), autocast:
-        logits = classifier.model(**inputs).logits
-    return torch.softmax(logits.float(), dim=-1).numpy()
+        if batch.packed:
+            types = encoded.get("token_type_ids")
+            logits = packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
+                                   [types[r] for r in batch.rows] if types is not None else None)
+        else:
+            logits = classifier.model(**_collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)).logits
+    return _probabilities(classifier, logits)
+
+
+def _probabilities(classifier: Classifier, logits: torch.Tensor) -> np.ndarray:
+    """Float32 softmax of the logits divided by the classifier's temperature (1.0 unless its
+    ModelSpec names a calibration file). Every forward path ends here."""
+    logits = logits.float()
+    if classifier.temperature != 1.0:
+        logits = logits / classifier.temperature
+    return torch.softmax(logits, dim=-1).numpy()
 
 
 def _collate(encoded: dict[str, list[list[int]]], batch: _Batch, *, pad_id: int) -> dict[str, torch.Tensor]:
@@ -225,8 +258,8 @@ def _collate(encoded: dict[str, list[list[int]]], batch: _Batch, *, pad_id: int)
 class _progress_bar:
     """A rich progress bar on stderr, or nothing when stderr is not a terminal."""
 
-    def __init__(self, total: int, enabled: bool | None):
-        self.total = total
+    def __init__(self, total: int, enabled: bool | None, what: str = "predicting"):
+        self.total, self.what = total, what
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress: Any = None
 
@@ -243,7 +276,7 @@ class _progress_bar:
         )
 
         self._progress = Progress(
-            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=True,
         )
         self._progress.start()
@@ -272,3 +305,37 @@ def _run_settings(classifier: Classifier, token_budget: int, batches: list[_Batc
         "versions": library_versions(),
     }
 
+
+def embed(
+    classifier: Classifier,
+    texts: Sequence[str],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Frozen sentence embeddings ``(N, hidden)`` float32, in input order: the attention-masked
+    mean of the encoder's last hidden state, tokenized and batched exactly as :func:`predict`.
+
+    The masked mean rather than a pooler: every encoder has a last hidden state, not every one
+    has a pooler (DistilBERT, RoBERTa heads pool internally), and sentence-transformers
+    encoders such as the demo's MiniLM were trained for mean pooling.
+    """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be a positive number of tokens; got {token_budget}.")
+    encoded, lengths, _ = _encode(classifier, texts)
+    _check_lengths(classifier, lengths)
+    out: np.ndarray | None = None
+    pad_id = classifier.tokenizer.pad_token_id or 0
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
+    with _progress_bar(len(texts), progress, what="embedding") as advance:
+        for batch in _plan_batches(lengths, classifier, token_budget):
+            inputs = _collate(encoded, batch, pad_id=pad_id)
+            with torch.inference_mode(), autocast:
+                hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+            mask = inputs["attention_mask"].unsqueeze(-1).float()
+            pooled = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).numpy()
+            if out is None:
+                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[batch.rows] = pooled
+            advance(len(batch.rows))
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

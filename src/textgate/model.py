@@ -17,12 +17,14 @@ This is the only module that imports ``transformers`` and ``peft``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,7 +44,10 @@ __all__ = [
     "identify_model",
     "library_versions",
     "load_model_spec",
+    "mc_dropout_mode",
+    "model_files",
     "model_label_names",
+    "model_spec_from_table",
     "resolve_model_argument",
     "resolve_source",
 ]
@@ -106,6 +111,7 @@ class Classifier:
     max_length: int
     fingerprint: str
     weights_sha256: str
+    temperature: float = 1.0  # logits are divided by it before the softmax (spec.calibration)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class Classifier:
             "effective_max_length": self.max_length,
             "label_names": list(self.label_names),
             "weights_sha256": self.weights_sha256,
+            "temperature": self.temperature,
         }
 
 
@@ -141,8 +148,14 @@ def library_versions() -> dict[str, str]:
 def load_model_spec(path: Path | str) -> ModelSpec:
     """Read a ModelSpec TOML file; relative local paths in it are made relative to the file."""
     path = Path(path)
-    spec = _validate_spec(read_toml(path, what="ModelSpec file"), origin=str(path))
-    return spec.model_copy(update=_relative_paths(spec, path.parent))
+    return model_spec_from_table(read_toml(path, what="ModelSpec file"), base=path.parent, origin=str(path))
+
+
+def model_spec_from_table(raw: dict[str, Any], *, base: Path, origin: str) -> ModelSpec:
+    """Validate a ModelSpec table read from a file in ``base`` (a spec file, a lock file);
+    relative local paths in it are made relative to ``base``."""
+    spec = _validate_spec(raw, origin=origin)
+    return spec.model_copy(update=_relative_paths(spec, base))
 
 
 def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
@@ -254,6 +267,10 @@ def identify_model(spec: ModelSpec) -> ModelIdentity:
     source = resolve_source(spec)
     _check_model_folder(source.path, spec)
     adapter_path = _check_adapter_folder(spec) if spec.adapter else None
+    if spec.lock:  # refuse files whose sha256 differs from the lock (textgate.lock imports this module)
+        from textgate.lock import enforce_lock
+
+        enforce_lock(spec, source.path, adapter_path)
     weights_sha = _folder_digest(source.path, adapter_path)
     return ModelIdentity(spec, source, adapter_path, weights_sha, _fingerprint(weights_sha, spec))
 
@@ -277,15 +294,17 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
         model = _apply_adapter(model, identity.adapter_path, spec)
     model.eval()
     tokenizer = _load_tokenizer(source.path, spec)
+    label_names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
     return Classifier(
         spec=spec,
         source=source,
         model=model,
         tokenizer=tokenizer,
-        label_names=tuple(model.config.id2label[i] for i in range(model.config.num_labels)),
+        label_names=label_names,
         max_length=_effective_max_length(spec, tokenizer, model.config),
         fingerprint=identity.fingerprint,
         weights_sha256=identity.weights_sha256,
+        temperature=_calibration_temperature(spec, identity.weights_sha256, label_names),
     )
 
 
@@ -496,14 +515,23 @@ def _effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
 def _folder_digest(model_folder: Path, adapter_folder: Path | None) -> str:
     """SHA-256 over the names and bytes of every file that decides outputs."""
     digest = hashlib.sha256()
+    for key, path in model_files(model_folder, adapter_folder):
+        digest.update(f"{key}\0".encode())
+        digest.update(_file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def model_files(model_folder: Path, adapter_folder: Path | None) -> list[tuple[str, Path]]:
+    """Every file that decides outputs, as ("model/config.json", path) pairs in a fixed order:
+    what the fingerprint hashes and a lock pins."""
+    files = []
     for label, folder in (("model", model_folder), ("adapter", adapter_folder)):
         if folder is None:
             continue
         for path in sorted(folder.rglob("*")):
             if path.is_file() and path.suffix in FINGERPRINT_SUFFIXES and path.name != "training.json":
-                digest.update(f"{label}/{path.relative_to(folder)}\0".encode())
-                digest.update(_file_sha256(path).encode())
-    return digest.hexdigest()
+                files.append((f"{label}/{path.relative_to(folder).as_posix()}", path))
+    return files
 
 
 def _file_sha256(path: Path) -> str:
@@ -524,7 +552,52 @@ def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
 def _fingerprint(weights_sha: str, spec: ModelSpec) -> str:
     """Weights plus every setting that changes outputs (not where the files live)."""
     settings = spec.settings()
-    for location in ("model", "adapter", "revision", "lock"):
+    for location in ("model", "adapter", "revision", "lock", "calibration"):
         settings.pop(location)
+    if spec.calibration is not None:  # the temperature changes outputs; the file's path does not
+        settings["temperature"] = _calibration_temperature(spec, weights_sha)
     payload = json.dumps({"weights": weights_sha, "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _calibration_temperature(spec: ModelSpec, weights_sha: str, label_names: tuple[str, ...] | None = None) -> float:
+    """The temperature of ``spec.calibration`` (1.0 without one), after checking that the file
+    was fitted for this very model: the fingerprint of the spec without calibration and, when
+    known, the label names."""
+    if spec.calibration is None:
+        return 1.0
+    from textgate.calibration import read_calibration_file
+
+    uncalibrated = _fingerprint(weights_sha, spec.model_copy(update={"calibration": None}))
+    return read_calibration_file(spec.calibration, model_fingerprint=uncalibrated,
+                                 label_names=label_names).temperature
+
+
+@contextlib.contextmanager
+def mc_dropout_mode(classifier: Classifier, *, seed: int) -> Iterator[None]:
+    """Dropout active at inference (Monte Carlo dropout), seeded, restored on exit.
+
+    SDPA attention applies no dropout outside training, so attention switches to the eager
+    implementation. The attention modules read their own ``training`` flag (not their Dropout
+    child's), so dropout modules alone would leave attention dropout off: every module goes to
+    train mode except batch-norm layers, whose running statistics would otherwise move. torch's
+    global generator is seeded with ``seed`` and given back its state afterwards. It changes the
+    shared model object: do not use it on a classifier that is serving requests.
+    """
+    import torch
+
+    model = classifier.model
+    attention = model.config._attn_implementation
+    rng_state = torch.get_rng_state()
+    try:
+        model.set_attn_implementation("eager")
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        torch.manual_seed(seed)
+        yield
+    finally:
+        model.eval()
+        model.set_attn_implementation(attention)
+        torch.set_rng_state(rng_state)

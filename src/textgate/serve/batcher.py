@@ -18,6 +18,7 @@ are counted, never raised.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -79,7 +80,12 @@ class Batcher:
         on_queue_depth: Callable[[int], None] | None = None,
         on_shadow: Callable[[Sequence[str], Sequence[str]], None] | None = None,
         on_shadow_error: Callable[[], None] | None = None,
+        packed: bool | None = None,
     ):
+        """``packed``: run the padding-free forward (textgate.packed); None: whenever the
+        classifier supports it. ``token_budget`` then bounds real tokens, not padded ones."""
+        from textgate.infer import _can_pack
+
         if token_budget < 1 or max_queue_texts < 1:
             raise ValueError("token_budget and max_queue_texts must be positive")
         self.classifier, self.shadow = classifier, shadow
@@ -92,6 +98,9 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgate-infer")
         self._closing = False
+        self.packed = _can_pack(classifier) if packed is None else packed
+        if self.packed and not _can_pack(classifier):
+            raise ValueError("packed=True, but this classifier's layout is not supported by textgate.packed")
 
     # -- lifecycle (call from the event loop) ---------------------------------------------
 
@@ -170,7 +179,7 @@ class Batcher:
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
-        from textgate.infer import _check_lengths, _encode, _plan_batches, _run_batch
+        from textgate.infer import _check_lengths, _encode, _plan_batches, _plan_packed_batches, _run_batch
 
         jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
         texts = [text for job in jobs for text in job.texts]
@@ -189,8 +198,10 @@ class Batcher:
             start += len(job.texts)
         runnable = np.flatnonzero([jobs[o].error is None for o in owner]) if len(texts) else np.array([], int)
         probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
-        for batch in _plan_batches(lengths[runnable], classifier, self.token_budget):
-            batch = type(batch)(rows=runnable[batch.rows], width=batch.width)
+        plan = (_plan_packed_batches(lengths[runnable], self.token_budget) if self.packed
+                else _plan_batches(lengths[runnable], classifier, self.token_budget))
+        for batch in plan:
+            batch = dataclasses.replace(batch, rows=runnable[batch.rows])
             started = time.perf_counter()
             try:
                 probabilities[batch.rows] = _run_batch(classifier, encoded, batch)

@@ -1,0 +1,195 @@
+"""Files an audit writes: ranked issues (CSV, JSONL), summary.json, review.html, argilla.jsonl.
+
+issues.csv is also the corrections file of ``textgate audit apply``: a reviewer fills in
+``corrected_label`` (or marks ``accept``) in a spreadsheet and hands it back. Each row carries
+``text_sha256`` so a correction can never land on a text that changed since the audit. Text
+cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) are
+written with a leading ``'``; the JSONL files carry the texts unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from textgate.audit import AuditResult, Finding
+
+__all__ = [
+    "AUDIT_SCHEMA_VERSION",
+    "ISSUE_COLUMNS",
+    "argilla_record",
+    "audit_summary",
+    "render_review_html",
+    "text_hash",
+    "write_audit_outputs",
+]
+
+AUDIT_SCHEMA_VERSION = 1
+ISSUE_COLUMNS = ("rank", "row", "given_label", "suggested_label", "score", "method", "given_probability",
+                 "suggested_probability", "text_sha256", "text", "accept", "corrected_label")
+# The Argilla dataset this export fits: a TextField and a LabelQuestion with these names.
+ARGILLA_TEXT_FIELD = "text"
+ARGILLA_QUESTION = "label"
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A review page with more rows than this is slow to filter and nobody reviews that many at once.
+_MAX_HTML_ROWS = 5000
+_MAX_HTML_TEXT = 2000
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 (16 hex digits) of one text: the staleness check of ``audit apply``."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def audit_summary(result: AuditResult, *, data: Mapping[str, Any], probabilities: Mapping[str, Any]) -> dict[str, Any]:
+    """summary.json: what was audited, how, and how many issues confident learning estimates."""
+    return {
+        "schema_version": AUDIT_SCHEMA_VERSION,
+        "kind": "textgate.audit",
+        "n_examples": result.n_examples,
+        "label_names": list(result.label_names),
+        "method": result.method,
+        "flagged": len(result.findings),
+        "estimated_issues": result.estimated_issues,
+        "estimated_issue_rate": (None if result.estimated_issues is None
+                                 else round(result.estimated_issues / result.n_examples, 6)),
+        "pairs": result.pairs(),
+        "confident_joint": None if result.confident_joint is None else result.confident_joint.tolist(),
+        "settings": result.settings,
+        "probabilities": dict(probabilities),
+        "data": dict(data),
+    }
+
+
+def _issue_record(finding: Finding, text: str) -> dict[str, Any]:
+    return {"rank": finding.rank, "row": finding.row, "given_label": finding.given_label,
+            "suggested_label": finding.suggested_label, "score": round(finding.score, 6), "method": finding.method,
+            "given_probability": round(finding.given_probability, 6),
+            "suggested_probability": round(finding.suggested_probability, 6),
+            "text_sha256": text_hash(text), "text": text}
+
+
+def argilla_record(finding: Finding, text: str) -> dict[str, Any]:
+    """One record in the shape of Argilla 2.x ``Record.to_dict()`` / ``Record.from_dict()``: the
+    text as field ``text``, the suggested label as a suggestion for question ``label`` (score:
+    its probability, in [0, 1]), and the audit's numbers as metadata."""
+    return {
+        "id": f"row-{finding.row}",
+        "fields": {ARGILLA_TEXT_FIELD: text},
+        "metadata": {"row": finding.row, "given_label": finding.given_label, "method": finding.method,
+                     "rank": finding.rank, "score": round(finding.score, 6), "text_sha256": text_hash(text)},
+        "suggestions": {ARGILLA_QUESTION: {"value": finding.suggested_label,
+                                           "score": round(finding.suggested_probability, 6),
+                                           "agent": f"textgate audit ({finding.method})"}},
+        "responses": {},
+        "vectors": {},
+    }
+
+
+def write_audit_outputs(result: AuditResult, texts: Sequence[str], out_dir: Path | str,
+                        summary: Mapping[str, Any]) -> list[Path]:
+    """Write issues.csv, issues.jsonl, summary.json, review.html and argilla.jsonl to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = [_issue_record(f, texts[f.row]) for f in result.findings]
+    paths = [out / name for name in ("issues.csv", "issues.jsonl", "summary.json", "review.html", "argilla.jsonl")]
+    with paths[0].open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ISSUE_COLUMNS)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({**record, "text": _spreadsheet_safe(record["text"]), "accept": "", "corrected_label": ""})
+    _write_jsonl(paths[1], records)
+    paths[2].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths[3].write_text(render_review_html(summary, records), encoding="utf-8")
+    _write_jsonl(paths[4], [argilla_record(f, texts[f.row]) for f in result.findings])
+    return paths
+
+
+def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _spreadsheet_safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+# --- review.html ------------------------------------------------------------------------------
+
+_REVIEW_CSS = """
+.controls { display: flex; gap: 12px; align-items: center; margin-bottom: 10px; }
+select { font: inherit; padding: 2px 6px; }
+.given { color: var(--fail); font-weight: 600; } .suggested { color: var(--pass); font-weight: 600; }
+"""
+
+# Filters the issues table by (given, suggested) pair; the page's only script.
+_REVIEW_SCRIPT = """
+(function () {
+  var select = document.getElementById("pair");
+  var rows = document.querySelectorAll("#issues tbody tr");
+  var shown = document.getElementById("shown");
+  function apply() {
+    var n = 0;
+    rows.forEach(function (row) {
+      var show = !select.value || row.dataset.pair === select.value;
+      row.hidden = !show;
+      if (show) { n += 1; }
+    });
+    shown.textContent = String(n);
+  }
+  select.addEventListener("change", apply);
+  apply();
+  document.body.dataset.rendered = "ok";
+})();
+"""
+
+
+def _pair_key(given: str, likely: str) -> str:
+    return f"{given} \u2192 {likely}"
+
+
+def render_review_html(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+    """One self-contained page: the estimate per label pair and the ranked issues, filterable
+    by (given, suggested) pair. Every text is escaped; nothing is fetched."""
+    from textgate.html import _e, _table, render_page
+
+    estimated = summary.get("estimated_issues")
+    head = (f"<h1>textgate audit</h1><h2>{len(records):,} likely label errors flagged among "
+            f"{summary.get('n_examples', 0):,} examples ({_e(summary.get('method'))})</h2>"
+            f"<p>Confident learning estimates {_e('n/a' if estimated is None else f'{estimated:,}')} "
+            "mislabeled examples. Score: higher = more likely mislabeled. Rows are 0-based positions "
+            "in the data file.</p>")
+    pairs = list(summary.get("pairs") or [])
+    pair_rows = [[_e(p["given"]), _e(p["likely"]), _e("n/a" if p["estimated"] is None else f"{p['estimated']:,}"),
+                  _e(f"{p['flagged']:,}")] for p in pairs]
+    pair_table = _table(["given label", "likely label", "estimated issues", "flagged"], pair_rows,
+                        numeric=(2, 3), css="compact") if pairs else "<p class=\"note\">No issues.</p>"
+    options = "".join(f'<option value="{_e(_pair_key(p["given"], p["likely"]))}">'
+                      f'{_e(_pair_key(p["given"], p["likely"]))} ({p["flagged"]:,})</option>'
+                      for p in pairs if p["flagged"])
+    shown = records[:_MAX_HTML_ROWS]
+    body_rows = []
+    for r in shown:
+        text = r["text"] if len(r["text"]) <= _MAX_HTML_TEXT else r["text"][:_MAX_HTML_TEXT] + "…"
+        body_rows.append(
+            f'<tr data-pair="{_e(_pair_key(r["given_label"], r["suggested_label"]))}">'
+            f'<td class="num">{r["rank"]}</td><td class="num">{r["row"]}</td><td class="text">{_e(text)}</td>'
+            f'<td class="given">{_e(r["given_label"])}</td><td class="suggested">{_e(r["suggested_label"])}</td>'
+            f'<td class="num">{r["suggested_probability"]:.3f}</td><td class="num">{r["score"]:.3f}</td></tr>')
+    cut = (f'<p class="note">Showing the first {_MAX_HTML_ROWS:,} of {len(records):,}; issues.csv has all.</p>'
+           if len(records) > _MAX_HTML_ROWS else "")
+    issues = (
+        f'<section><h2>Ranked issues</h2><div class="controls"><label for="pair">Filter by pair</label>'
+        f'<select id="pair"><option value="">all pairs</option>{options}</select>'
+        f'<span><b id="shown">{len(shown):,}</b> shown</span></div>{cut}'
+        '<div class="scroll"><table id="issues"><thead><tr><th class="num">rank</th><th class="num">row</th>'
+        '<th>text</th><th>given</th><th>suggested</th><th class="num">p(suggested)</th>'
+        f'<th class="num">score</th></tr></thead><tbody>{"".join(body_rows)}</tbody></table></div></section>')
+    settings = f'<section><details><summary>Settings</summary><pre>{_e(json.dumps({k: summary.get(k) for k in ("settings", "probabilities", "data")}, indent=2))}</pre></details></section>'
+    body = f"<section>{head}<h3>Estimated issues per label pair</h3>{pair_table}</section>{issues}{settings}"
+    return render_page("textgate audit", body, script=_REVIEW_SCRIPT, css=_REVIEW_CSS)

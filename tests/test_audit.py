@@ -1,0 +1,319 @@
+"""`textgate audit`: planted errors found and ranked first, bad inputs refused with clear
+errors, the output files, k-fold end to end through the CLI, and `audit apply`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import LABELS
+
+from textgate.audit import audit_labels, kfold_probabilities, validate_audit_inputs
+from textgate.audit_apply import apply_corrections
+from textgate.audit_export import text_hash
+from textgate.cli import EXIT_OK, EXIT_USAGE, main
+from textgate.errors import ConfigError, DataError
+
+N, FLIPPED = 300, (3, 50, 120, 201, 277)
+
+
+def planted_case() -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated probabilities of the true class, and labels with FLIPPED rows changed."""
+    true = np.arange(N) % 3
+    probs = np.full((N, 3), 0.05)
+    probs[np.arange(N), true] = 0.9
+    given = true.copy()
+    given[list(FLIPPED)] = (true[list(FLIPPED)] + 1) % 3
+    return given, probs
+
+
+@pytest.mark.parametrize("method", ["confident_learning", "loss"])
+@pytest.mark.parametrize("ranked_by", ["normalized_margin", "self_confidence"])
+def test_planted_errors_are_found_and_ranked_first(method, ranked_by):
+    given, probs = planted_case()
+    result = audit_labels(given, probs, label_names=LABELS, method=method, ranked_by=ranked_by)
+    assert result.estimated_issues == len(FLIPPED)
+    assert {f.row for f in result.findings} == set(FLIPPED)
+    assert [f.rank for f in result.findings] == list(range(1, len(FLIPPED) + 1))
+    scores = [f.score for f in result.findings]
+    assert scores == sorted(scores, reverse=True)
+    true = np.arange(N) % 3
+    for f in result.findings:
+        assert f.method == method
+        assert f.given_label == LABELS[given[f.row]] and f.suggested_label == LABELS[true[f.row]]
+
+
+def test_estimated_issues_per_pair_and_top():
+    given, probs = planted_case()
+    result = audit_labels(given, probs, label_names=LABELS)
+    expected: dict[tuple[str, str], int] = {}
+    for row in FLIPPED:
+        pair = (LABELS[given[row]], LABELS[row % 3])
+        expected[pair] = expected.get(pair, 0) + 1
+    assert {(p["given"], p["likely"]): p["estimated"] for p in result.pairs()} == expected
+    assert len(audit_labels(given, probs, label_names=LABELS, method="loss", top=2).findings) == 2
+
+
+def test_confident_learning_and_loss_differ_on_a_hard_case():
+    """Loss ranks by p[given] alone, normalized margin by p[given] - max other: a row with a
+    low but not lowest given probability and a clear alternative moves up under the margin."""
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 0])
+    probs = np.array([[.8, .1, .1], [.8, .1, .1], [.8, .1, .1], [.1, .8, .1], [.1, .8, .1], [.1, .8, .1],
+                      [.1, .1, .8], [.1, .1, .8], [.1, .1, .8], [.3, .35, .35]])
+    loss = audit_labels(labels, probs, label_names=LABELS, method="loss", top=1)
+    assert loss.findings[0].row == 9 and loss.findings[0].score == pytest.approx(-np.log(0.3))
+
+
+@pytest.mark.parametrize(("labels", "probs", "message"), [
+    ([0, 1], [[0.5, 0.6], [0.5, 0.5]], "must sum to 1"),
+    ([0, 1], [[0.3, 0.3], [0.5, 0.5]], "row 0 sums to 0.6"),
+    ([0, 2], [[0.5, 0.5], [0.5, 0.5]], "class ids in 0..1"),
+    ([0, -1], [[0.5, 0.5], [0.5, 0.5]], "class ids in 0..1"),
+    ([0, 1, 1], [[0.5, 0.5], [0.5, 0.5]], "labels has 3 entries but probabilities have 2 rows"),
+    ([0, 1], [[np.nan, 1.0], [0.5, 0.5]], "must be finite"),
+    ([0, 1], [[1.5, -0.5], [0.5, 0.5]], "must lie in [0, 1]"),
+    ([0, 0], [[0.5, 0.5], [0.5, 0.5]], "no example is labeled 1"),
+    ([0.0, 1.0], [[0.5, 0.5], [0.5, 0.5]], "integer class ids"),
+    ([0, 1], [0.5, 0.5], "2-D array"),
+])
+def test_bad_inputs_get_clear_errors(labels, probs, message):
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("(", r"\(")) as caught:
+        validate_audit_inputs(np.asarray(labels), np.asarray(probs))
+    assert caught.value.field in ("labels", "probabilities")
+
+
+def test_bad_settings_get_clear_errors():
+    given, probs = planted_case()
+    with pytest.raises(ConfigError, match="method must be one of"):
+        audit_labels(given, probs, label_names=LABELS, method="magic")
+    with pytest.raises(ConfigError, match="top must be a positive"):
+        audit_labels(given, probs, label_names=LABELS, top=0)
+    with pytest.raises(DataError, match="label_names has 2 names"):
+        audit_labels(given, probs, label_names=LABELS[:2])
+
+
+def test_kfold_probabilities_are_out_of_sample_and_find_flips():
+    rng = np.random.default_rng(0)
+    true = np.arange(240) % 3
+    x = rng.normal(size=(240, 8)) + 4 * np.eye(3, 8)[true]
+    given = true.copy()
+    given[[5, 100, 200]] = (true[[5, 100, 200]] + 1) % 3
+    probs, settings = kfold_probabilities(x, given, n_classes=3, folds=4, seed=1)
+    assert probs.shape == (240, 3) and np.allclose(probs.sum(axis=1), 1)
+    assert settings["folds"] == 4 and settings["folds_not_converged"] == 0
+    again, _ = kfold_probabilities(x, given, n_classes=3, folds=4, seed=1)
+    assert np.array_equal(probs, again)  # seeded
+    rows = {f.row for f in audit_labels(given, probs, label_names=LABELS).findings}
+    assert {5, 100, 200} <= rows
+    with pytest.raises(DataError, match="at least 4 examples of every label"):
+        kfold_probabilities(x[:10], given[:10], n_classes=3, folds=4)
+
+
+# --- CLI, outputs and apply --------------------------------------------------------------------
+
+
+@pytest.fixture
+def audited(tmp_path, capsys):
+    """A dataset, --pred-probs .npy with planted flips, and the audit's output folder."""
+    given, probs = planted_case()
+    texts = [f"text {i}" for i in range(N)]
+    texts[FLIPPED[0]] = "<script>alert('x')</script> & =SUM(A1)"
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": LABELS[g], "id": i}) + "\n"
+                            for i, (t, g) in enumerate(zip(texts, given))))
+    np.save(tmp_path / "probs.npy", probs.astype(np.float32))
+    out = tmp_path / "audit"
+    code = main(["audit", "--pred-probs", str(tmp_path / "probs.npy"), str(data), "--out", str(out),
+                 "--label-names", ",".join(LABELS)])
+    assert code == EXIT_OK
+    assert "5 likely label errors flagged" in capsys.readouterr().out
+    return data, out, given, texts
+
+
+def test_audit_outputs_parse(audited):
+    _, out, _, texts = audited
+    with (out / "issues.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {int(r["row"]) for r in rows} == set(FLIPPED)
+    first = next(r for r in rows if int(r["row"]) == FLIPPED[0])
+    assert first["text"].startswith("<script>")  # not a formula: kept as is
+    assert first["text_sha256"] == text_hash(texts[FLIPPED[0]])
+    issues = [json.loads(line) for line in (out / "issues.jsonl").read_text().splitlines()]
+    assert [i["rank"] for i in issues] == list(range(1, len(FLIPPED) + 1))
+    assert set(issues[0]) >= {"row", "text", "given_label", "suggested_label", "score", "method"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["estimated_issues"] == len(FLIPPED) and summary["n_examples"] == N
+    assert summary["label_names"] == list(LABELS) and summary["data"]["fingerprint"]
+    assert sum(p["estimated"] for p in summary["pairs"]) == len(FLIPPED)
+    records = [json.loads(line) for line in (out / "argilla.jsonl").read_text().splitlines()]
+    assert len(records) == len(FLIPPED)
+    for record in records:
+        assert set(record) == {"id", "fields", "metadata", "suggestions", "responses", "vectors"}
+        assert set(record["fields"]) == {"text"}
+        suggestion = record["suggestions"]["label"]
+        assert suggestion["value"] in LABELS and 0 <= suggestion["score"] <= 1 and suggestion["agent"]
+    page = (out / "review.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert page.count("<script>") == 1 and 'id="pair"' in page and "default-src 'none'" in page
+
+
+def test_formula_texts_are_defused_in_the_csv(tmp_path):
+    given, probs = planted_case()
+    texts = [f"=HYPERLINK({i})" for i in range(N)]
+    data = tmp_path / "data.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, (LABELS[g] for g in given)))
+    np.save(tmp_path / "p.npy", probs)
+    assert main(["audit", "find", "--pred-probs", str(tmp_path / "p.npy"), str(data), "--out", str(tmp_path / "o")]) == 0
+    with (tmp_path / "o" / "issues.csv").open(newline="") as handle:
+        assert all(r["text"].startswith("'=") for r in csv.DictReader(handle))
+
+
+def _edit(path, edits: dict[int, dict[str, str]], extra: list[dict[str, str]] = ()):
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns, rows = reader.fieldnames, list(reader)
+    for r in rows:
+        r.update(edits.get(int(r["row"]), {}))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([*rows, *extra])
+
+
+def test_apply_round_trip(audited, tmp_path):
+    data, out, given, texts = audited
+    a, b, c = FLIPPED[:3]
+    _edit(out / "issues.csv", {a: {"accept": "yes"}, b: {"corrected_label": LABELS[2]},
+                               c: {"corrected_label": LABELS[given[c]]}})
+    fixed = tmp_path / "fixed.jsonl"
+    code = main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed)])
+    assert code == EXIT_OK
+    before = [json.loads(line) for line in data.read_text().splitlines()]
+    after = [json.loads(line) for line in fixed.read_text().splitlines()]
+    assert len(after) == len(before)
+    changed = {i for i, (x, y) in enumerate(zip(before, after)) if x != y}
+    assert changed == ({a, b} if LABELS[given[b]] != LABELS[2] else {a})
+    assert after[a]["label"] == LABELS[a % 3] and after[b]["label"] == LABELS[2]
+    assert all(x["id"] == y["id"] and x["text"] == y["text"] for x, y in zip(before, after))
+    with (tmp_path / "fixed.changelog.csv").open(newline="") as handle:
+        log = list(csv.DictReader(handle))
+    assert {int(r["row"]) for r in log} == changed
+    entry = next(r for r in log if int(r["row"]) == a)
+    assert entry["old_label"] == LABELS[given[a]] and "accept" in entry["source"]
+    assert entry["text_sha256"] == text_hash(texts[a])
+
+
+@pytest.mark.parametrize(("edits", "extra", "message"), [
+    ({FLIPPED[0]: {"corrected_label": "joyful"}}, [], "label 'joyful' is not one of"),
+    ({FLIPPED[0]: {"text_sha256": "0" * 16, "accept": "x"}}, [], "text changed since the audit"),
+    ({}, [{"row": str(N + 5), "text_sha256": "ab", "corrected_label": "neutral"}], "out of range"),
+    ({}, [{"row": str(FLIPPED[1]), "text_sha256": "ab", "corrected_label": "neutral"}], "already appears on line"),
+    ({FLIPPED[0]: {"accept": "maybe"}}, [], "accept is 'maybe'"),
+])
+def test_apply_refuses_bad_corrections_and_writes_nothing(audited, tmp_path, capsys, edits, extra, message):
+    data, out, _, _ = audited
+    _edit(out / "issues.csv", edits, extra)
+    fixed = tmp_path / "fixed.jsonl"
+    code = main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed)])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not fixed.exists()
+
+
+def test_apply_keeps_csv_format_and_id_labels(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label,note\nhello,0,a\nworld,2,b\n")
+    corrections = tmp_path / "c.csv"
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    result = apply_corrections(corrections, data, tmp_path / "out.csv", label_names=LABELS)
+    assert (tmp_path / "out.csv").read_text().splitlines() == ["text,label,note", "hello,0,a", "world,1,b"]
+    assert len(result.changes) == 1
+    with pytest.raises(DataError, match="would change the format"):
+        apply_corrections(corrections, data, tmp_path / "out.jsonl", label_names=LABELS)
+
+
+def test_cli_kfold_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
+    words = {"negative": "awful bad sad", "neutral": "the day okay", "positive": "great good happy"}
+    rows = [{"text": f"{words[LABELS[i % 3]]} {i % 7}", "label": LABELS[i % 3]} for i in range(45)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = main(["audit", str(tiny_model_dir), str(data), "--k-fold", "--folds", "3", "--out", str(tmp_path / "o"),
+                 "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert "embedding 45 texts" in err and "fold 3/3 done" in err
+    summary = json.loads(out)
+    assert summary["probabilities"]["source"] == "k-fold" and summary["probabilities"]["folds"] == 3
+    assert summary["n_examples"] == 45 and (tmp_path / "o" / "review.html").is_file()
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    assert main(["audit", "--pred-probs", "x.npy", "--k-fold", "d.jsonl", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--k-fold needs MODEL" in capsys.readouterr().err
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a", "label": "neutral"}\n{"text": "b", "label": "positive"}\n')
+    np.save(tmp_path / "p.npy", np.array([[0.5, 0.5], [0.5, 0.6]]))
+    assert main(["audit", "--pred-probs", str(tmp_path / "p.npy"), str(data), "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "row 1 sums to 1.1" in capsys.readouterr().err
+
+
+def test_audit_help_explains_both_commands(capsys):
+    assert main(["audit", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "textgate audit apply" in out and "--pred-probs" in out and "--k-fold" in out
+
+
+def test_pred_probs_from_a_textgate_predictions_file(audited, tmp_path, capsys):
+    from textgate.predictions import Predictions, save_predictions, texts_fingerprint
+
+    data, _, _, texts = audited
+    _, probs = planted_case()
+    names = np.array(LABELS, dtype=object)
+    predictions = Predictions(label_names=LABELS, predicted=names[probs.argmax(1)],
+                              probabilities=probs.astype(np.float32), data_fingerprint=texts_fingerprint(texts))
+    path = save_predictions(predictions, tmp_path / "preds.parquet")
+    assert main(["audit", "--pred-probs", str(path), str(data), "--out", str(tmp_path / "o"), "--method", "loss"]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["method"] == "loss" and summary["flagged"] == len(FLIPPED)
+    stale = Predictions(label_names=LABELS, predicted=predictions.predicted, probabilities=predictions.probabilities,
+                        data_fingerprint="0123456789abcdef")
+    save_predictions(stale, tmp_path / "stale.parquet")
+    capsys.readouterr()
+    assert main(["audit", "--pred-probs", str(tmp_path / "stale.parquet"), str(data), "--out",
+                 str(tmp_path / "o2")]) == EXIT_USAGE
+    assert "computed on other texts" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_classifier_kfold_audit_on_val(demo_spec_path, tmp_path, capsys):
+    """The real path: the demo's LoRA-merged encoder embeds, k-fold fits, and the estimate is
+    in the range the model's ~30% disagreement with TweetEval's labels implies."""
+    lines = (demo_spec_path.parent / "val.jsonl").read_text().splitlines()[:400]
+    data = tmp_path / "val400.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    code = main(["audit", str(demo_spec_path), str(data), "--k-fold", "--out", str(tmp_path / "o"), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    summary = json.loads(out)
+    assert summary["probabilities"]["source"] == "k-fold" and summary["n_examples"] == 400
+    assert 0.05 * 400 <= summary["estimated_issues"] <= 0.5 * 400
+    assert summary["flagged"] > 0
+
+
+@pytest.mark.slow
+def test_review_page_script_runs_under_its_csp_in_headless_chromium(audited, tmp_path):
+    import shutil
+
+    from test_html import CHROMIUM, _chromium
+
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    dumped = _chromium(tmp_path, audited[1] / "review.html", "--dump-dom")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    assert 'data-rendered="ok"' in dumped.stdout and f'<b id="shown">{len(FLIPPED)}</b>' in dumped.stdout
+    assert "Uncaught" not in dumped.stderr and "Content Security Policy" not in dumped.stderr
