@@ -412,6 +412,54 @@ def test_batcher_packs_within_the_budget_and_matches_predict(tiny_classifier):
     assert batches == sorted(batches) or batches[0] <= batches[-1]  # longest (fewest rows) first
 
 
+def test_two_workers_share_the_queue_and_give_the_same_answers(tiny_classifier):
+    import threading
+    import time
+
+    from textgate.infer import predict
+    from textgate.serve.batcher import Batcher
+
+    requests = [[f"i love this game {'lol ' * (i % 7)}", "meh"] for i in range(30)]
+    threads: list[str] = []
+
+    def on_batch(rows: int, seconds: float) -> None:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            time.sleep(0.2)  # hold the first worker, so the next requests must go to the other
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=1000, workers=2, on_batch=on_batch)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(requests[0]))
+            await asyncio.sleep(0.05)
+            rest = await asyncio.gather(*(batcher.submit(texts) for texts in requests[1:]))
+            return [await first, *rest]
+        finally:
+            await batcher.close()
+
+    results = asyncio.run(run())
+    flat = [text for texts in requests for text in texts]
+    expected = predict(tiny_classifier, flat, progress=False)
+    np.testing.assert_allclose(np.concatenate([r.probabilities for r in results]), expected.probabilities, atol=1e-5)
+    assert len(set(threads)) == 2
+
+
+def test_split_threads_shares_the_cores():
+    import torch
+
+    from textgate.serve.batcher import split_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert split_threads(None, cores=2) == 2 and torch.get_num_threads() == 1
+        assert split_threads(1, cores=2) == 1 and torch.get_num_threads() == 2
+        assert split_threads(None, cores=16) == 2 and torch.get_num_threads() == 8
+        assert split_threads(None, cores=1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_batcher_rejects_when_the_queue_is_full(tiny_classifier):
     from textgate.serve.batcher import Batcher, QueueFull
 
@@ -501,12 +549,18 @@ def test_request_timeout_is_504_and_shutdown_is_clean(tiny_classifier):
 
     from textgate.serve.app import create_app
 
-    app = create_app(tiny_classifier, ServeConfig(log_url="", request_timeout_s=1e-6))
-    with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
-        response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
-        assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
-        assert test_client.get("/healthz").json() == {"status": "ok"}
-    assert app.state.service.batcher.queue_depth == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        app = create_app(tiny_classifier, ServeConfig(log_url="", request_timeout_s=1e-6, inference_workers=1))
+        with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
+            response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
+            assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
+            assert test_client.get("/healthz").json() == {"status": "ok"}
+        assert app.state.service.batcher.queue_depth == 0
+    finally:
+        torch.set_num_threads(threads)  # create_app shares the cores between its workers
 
 
 def test_serve_without_the_extra_names_the_install_command(monkeypatch, capsys, tiny_model_dir):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ import numpy as np
 from textgate.errors import TextgateError
 from textgate.model import Classifier
 
-__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult"]
+__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +82,15 @@ class Batcher:
         on_shadow: Callable[[Sequence[str], Sequence[str]], None] | None = None,
         on_shadow_error: Callable[[], None] | None = None,
         packed: bool | None = None,
+        workers: int = 1,
     ):
         """``packed``: run the padding-free forward (textgate.packed); None: whenever the
-        classifier supports it. ``token_budget`` then bounds real tokens, not padded ones."""
+        classifier supports it. ``token_budget`` then bounds real tokens, not padded ones.
+        ``workers``: inference threads taking turns at the queue (see :func:`split_threads`)."""
         from textgate.infer import _can_pack
 
-        if token_budget < 1 or max_queue_texts < 1:
-            raise ValueError("token_budget and max_queue_texts must be positive")
+        if token_budget < 1 or max_queue_texts < 1 or workers < 1:
+            raise ValueError("token_budget, max_queue_texts and workers must be positive")
         self.classifier, self.shadow = classifier, shadow
         self.token_budget, self.max_queue_texts = token_budget, max_queue_texts
         self.on_batch, self.on_queue_depth = on_batch, on_queue_depth
@@ -95,8 +98,12 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._queued_texts = 0
         self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textgate-infer")
+        self.workers = workers
+        self._worker_tasks: list[asyncio.Task] = []
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="textgate-infer")
+        # A fast tokenizer is not safe to call from two threads at once (it re-applies its
+        # truncation settings on each call), so tokenizing takes turns; forward passes do not.
+        self._tokenize_lock = threading.Lock()
         self._closing = False
         self.packed = _can_pack(classifier) if packed is None else packed
         if self.packed and not _can_pack(classifier):
@@ -106,15 +113,17 @@ class Batcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name="textgate-batcher")
+        loop = asyncio.get_running_loop()
+        self._worker_tasks = [loop.create_task(self._work(), name=f"textgate-batcher-{i}")
+                              for i in range(self.workers)]
 
     async def close(self) -> None:
         """Take no new work, finish what is queued, stop the thread."""
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
-        if self._worker is not None:
-            await self._worker
+        if self._worker_tasks:
+            await asyncio.gather(*self._worker_tasks)
         self._executor.shutdown(wait=True)
 
     @property
@@ -129,7 +138,7 @@ class Batcher:
 
         Cancelling the wait (a request timeout) removes the texts from the queue if the
         worker has not taken them yet."""
-        if self._closing or self._worker is None:
+        if self._closing or not self._worker_tasks:
             raise BatcherClosed("The server is shutting down; retry on another instance.")
         if self._queued_texts + len(texts) > self.max_queue_texts:
             raise QueueFull(f"The queue holds {self._queued_texts} texts and takes at most "
@@ -161,6 +170,7 @@ class Batcher:
             self._wakeup.clear()
             if not self._queue:
                 if self._closing:
+                    self._wakeup.set()  # let the other workers see it too
                     return
                 continue
             jobs = list(self._queue)
@@ -184,7 +194,8 @@ class Batcher:
         jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
         texts = [text for job in jobs for text in job.texts]
         classifier = self.classifier
-        encoded, lengths, truncated = _encode(classifier, texts)
+        with self._tokenize_lock:
+            encoded, lengths, truncated = _encode(classifier, texts)
         owner = np.empty(len(texts), dtype=np.int64)
         start = 0
         for j, job in enumerate(jobs):
@@ -259,6 +270,25 @@ class Batcher:
                 offset += len(job.texts)
             else:
                 loop.call_soon_threadsafe(_resolve, job.shadow, None)
+
+
+def split_threads(workers: int | None, cores: int | None = None) -> int:
+    """Share the cores between inference workers: ``workers`` (default: 2 when there are 2 or
+    more cores) each get cores // workers torch threads. Returns the number of workers.
+
+    Why two single-threaded workers beat one two-threaded one on 2 cores: a forward pass split
+    over 2 threads waits at every op for the slower thread, and on a server the event loop,
+    the log writer and the clients keep taking one of the cores away; two independent workers
+    just run at whatever speed they get (benchmarks/serve_load.py)."""
+    import os
+
+    import torch
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = workers or (2 if cores >= 2 else 1)
+    torch.set_num_threads(max(1, cores // workers))
+    return workers
 
 
 def _resolve(future: asyncio.Future | None, value: Any = None, error: BaseException | None = None) -> None:

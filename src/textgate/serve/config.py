@@ -64,7 +64,10 @@ class ServeConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    token_budget: int = Field(4096, ge=1, description="padded tokens per forward batch")
+    token_budget: int = Field(4096, ge=1, description="tokens per forward batch (padded ones for the padded forward)")
+    inference_workers: int | None = Field(
+        None, ge=1, description="inference threads taking turns at the queue, each with cores/workers torch "
+        "threads; default 2 on a machine with 2 or more cores (no barrier stalls when HTTP work takes a core)")
     max_queue_texts: int = Field(2048, ge=1, description="texts waiting for the model; beyond -> 503")
     max_texts_per_request: int = Field(64, ge=1)
     max_chars_per_text: int = Field(10_000, ge=1)
