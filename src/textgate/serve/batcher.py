@@ -1,10 +1,12 @@
 """Micro-batching: many small requests, one model, large forward passes.
 
 Like text-embeddings-inference's queue: each request puts its texts on a bounded queue and
-awaits a future. ONE worker thread (a transformers model is not re-entrant, and one forward
-pass already uses every core) takes *everything* queued whenever it is free, tokenizes it in
-one call, and packs the texts length-sorted into forward batches bounded by the padded-token
-budget (the same planner, collation and forward as ``textgate.infer``). A request's future is
+awaits a future. A worker thread takes *everything* queued whenever it is free, tokenizes it
+in one call, and packs the texts length-sorted into forward batches bounded by the token
+budget (the same planner and forward as ``textgate.infer``; padding-free for BERT classifiers,
+see ``textgate.packed``). ``workers`` threads (default 2, see :func:`split_threads`) take turns
+at the queue; forward passes only read the weights, so they may run at once, while tokenizing
+(the fast tokenizer re-applies its settings on each call) and the shadow take turns. A request's future is
 resolved as soon as its last row is done, so a short request need not wait for a long
 neighbour's last batch. Under load the queue fills while the model runs and the next pass is
 larger; with one request in flight there is no added delay at all.
@@ -104,6 +106,7 @@ class Batcher:
         # A fast tokenizer is not safe to call from two threads at once (it re-applies its
         # truncation settings on each call), so tokenizing takes turns; forward passes do not.
         self._tokenize_lock = threading.Lock()
+        self._shadow_lock = threading.Lock()
         self._closing = False
         self.packed = _can_pack(classifier) if packed is None else packed
         if self.packed and not _can_pack(classifier):
@@ -118,7 +121,7 @@ class Batcher:
                               for i in range(self.workers)]
 
     async def close(self) -> None:
-        """Take no new work, finish what is queued, stop the thread."""
+        """Take no new work, finish what is queued, stop the worker threads."""
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
@@ -128,7 +131,7 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        """Texts waiting for the worker (not counting the batch it is running)."""
+        """Texts waiting for a worker (not counting the batches being run)."""
         return self._queued_texts
 
     # -- request path ---------------------------------------------------------------------
@@ -249,8 +252,9 @@ class Batcher:
         ok = [job for job in jobs if job.error is None]
         try:
             shadow_texts = [text for job in ok for text in job.texts]
-            labels = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
-                             progress=False).predicted.tolist() if shadow_texts else []
+            with self._shadow_lock:
+                labels = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
+                                 progress=False).predicted.tolist() if shadow_texts else []
         except Exception as exc:  # noqa: BLE001 - counted, never raised: the shadow must not hurt the primary
             logger.warning("shadow model failed: %s: %s", type(exc).__name__, exc)
             if self.on_shadow_error is not None:
