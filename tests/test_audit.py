@@ -237,6 +237,16 @@ def test_apply_keeps_csv_format_and_id_labels(tmp_path):
         apply_corrections(corrections, data, tmp_path / "out.jsonl", label_names=LABELS)
 
 
+def test_apply_reads_a_spreadsheet_csv_with_a_byte_order_mark(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_bytes("label,text\n0,hello\n2,world\n".encode("utf-8-sig"))  # Excel's "CSV UTF-8"
+    corrections = tmp_path / "c.csv"
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    apply_corrections(corrections, data, tmp_path / "out.csv", label_names=LABELS)
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "label,text\n0,hello\n1,world\n"
+    assert not list(tmp_path.glob("*.partial"))
+
+
 def test_cli_kfold_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys):
     words = {"negative": "awful bad sad", "neutral": "the day okay", "positive": "great good happy"}
     rows = [{"text": f"{words[LABELS[i % 3]]} {i % 7}", "label": LABELS[i % 3]} for i in range(45)]

@@ -55,6 +55,14 @@ def test_packed_batches_bound_real_tokens_and_cover_every_row():
     assert lengths[batches[0].rows[0]] == 40  # longest first, as the padded planner
 
 
+def test_one_long_text_does_not_make_a_huge_attention_grid():
+    lengths = np.array([512] + [20] * 255)
+    batches = list(_plan_packed_batches(lengths, token_budget=4096))
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(256))
+    assert all(len(b.rows) * b.width <= 2 * 4096 for b in batches)
+    assert all(lengths[b.rows].sum() <= 4096 for b in batches)
+
+
 def test_only_the_supported_layout_is_packed(classifier, tiny_model_dir):
     assert supports_packed(classifier.model) and _can_pack(classifier)
     fixed = load_classifier(ModelSpec(model=str(tiny_model_dir), padding="max_length"))

@@ -446,18 +446,33 @@ def test_two_workers_share_the_queue_and_give_the_same_answers(tiny_classifier):
 
 
 def test_split_threads_shares_the_cores():
-    import torch
-
     from textgate.serve.batcher import split_threads
 
+    assert split_threads(None, cores=2) == (2, 1)
+    assert split_threads(1, cores=2) == (1, 2)
+    assert split_threads(None, cores=16) == (2, 8)
+    assert split_threads(None, cores=1) == (1, 1)
+
+
+def test_the_batcher_sets_torch_threads_while_it_runs_and_restores_them(tiny_classifier):
+    import torch
+
+    from textgate.serve.batcher import Batcher
+
     before = torch.get_num_threads()
-    try:
-        assert split_threads(None, cores=2) == 2 and torch.get_num_threads() == 1
-        assert split_threads(1, cores=2) == 1 and torch.get_num_threads() == 2
-        assert split_threads(None, cores=16) == 2 and torch.get_num_threads() == 8
-        assert split_threads(None, cores=1) == 1 and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    seen: list[int] = []
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, workers=2, torch_threads=1,
+                          on_batch=lambda rows, seconds: seen.append(torch.get_num_threads()))
+        batcher.start()
+        try:
+            await batcher.submit(["i love this"])
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert seen == [1] and torch.get_num_threads() == before
 
 
 def test_batcher_rejects_when_the_queue_is_full(tiny_classifier):
@@ -549,18 +564,12 @@ def test_request_timeout_is_504_and_shutdown_is_clean(tiny_classifier):
 
     from textgate.serve.app import create_app
 
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        app = create_app(tiny_classifier, ServeConfig(log_url="", request_timeout_s=1e-6, inference_workers=1))
-        with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
-            response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
-            assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
-            assert test_client.get("/healthz").json() == {"status": "ok"}
-        assert app.state.service.batcher.queue_depth == 0
-    finally:
-        torch.set_num_threads(threads)  # create_app shares the cores between its workers
+    app = create_app(tiny_classifier, ServeConfig(log_url="", request_timeout_s=1e-6))
+    with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
+        response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
+        assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
+        assert test_client.get("/healthz").json() == {"status": "ok"}
+    assert app.state.service.batcher.queue_depth == 0
 
 
 def test_serve_without_the_extra_names_the_install_command(monkeypatch, capsys, tiny_model_dir):

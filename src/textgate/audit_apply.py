@@ -24,12 +24,14 @@ import csv
 import gzip
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textgate.audit_export import text_hash
+from textgate.data import _open_text
 from textgate.errors import DataError
 
 __all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
@@ -206,10 +208,10 @@ def _kind(path: Path) -> str | None:
     return next((kind for suffix, kind in _KINDS.items() if name.endswith(suffix)), None)
 
 
-def _open(path: Path, mode: str):
+def _open_for_writing(path: Path):
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, mode + "t", encoding="utf-8", newline="")
-    return path.open(mode, encoding="utf-8", newline="")
+        return gzip.open(path, "wt", encoding="utf-8", newline="")
+    return path.open("w", encoding="utf-8", newline="")
 
 
 def _new_value(old: Any, name: str, ids: dict[str, int]) -> Any:
@@ -224,11 +226,22 @@ def _new_value(old: Any, name: str, ids: dict[str, int]) -> Any:
 
 
 def _rewrite(data: Path, out: Path, kind: str, label_col: str, new_labels: dict[int, str], ids: dict[str, int]) -> None:
+    """Write to a temporary file next to ``out`` and move it into place, so a failure never
+    leaves a partial dataset behind."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        _rewrite_to(data, partial, kind, label_col, new_labels, ids)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _rewrite_to(data: Path, out: Path, kind: str, label_col: str, new_labels: dict[int, str], ids: dict[str, int]) -> None:
     if kind == "parquet":
         _rewrite_parquet(data, out, label_col, new_labels, ids)
     elif kind == "jsonl":
-        with _open(data, "r") as src, _open(out, "w") as dst:
+        with _open_text(data) as src, _open_for_writing(out) as dst:
             row = 0
             for line in src:
                 if not line.strip():
@@ -240,8 +253,9 @@ def _rewrite(data: Path, out: Path, kind: str, label_col: str, new_labels: dict[
                 row += 1
     else:
         delimiter = "\t" if kind == "tsv" else ","
-        with _open(data, "r") as src, _open(out, "w") as dst:
-            reader, writer = csv.reader(src, delimiter=delimiter), csv.writer(dst, delimiter=delimiter)
+        with _open_text(data) as src, _open_for_writing(out) as dst:
+            reader = csv.reader(src, delimiter=delimiter)
+            writer = csv.writer(dst, delimiter=delimiter, lineterminator="\n")
             header = next(reader)
             writer.writerow(header)
             column = header.index(label_col)
@@ -266,7 +280,7 @@ def _rewrite_parquet(data: Path, out: Path, label_col: str, new_labels: dict[int
 
 def _write_jsonl_from(texts: Sequence[str], labels: Sequence[str], out: Path, text_col: str, label_col: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _open(out, "w") as dst:
+    with _open_for_writing(out) as dst:
         for text, label in zip(texts, labels):
             dst.write(json.dumps({text_col: text, label_col: label}, ensure_ascii=False) + "\n")
 

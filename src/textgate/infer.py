@@ -35,6 +35,9 @@ __all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "embed", "predict", "predic
 DEFAULT_TOKEN_BUDGET = 4096
 # Upper bound on rows per batch so that a set of very short texts does not make one huge batch.
 MAX_BATCH_SIZE = 256
+# Padding-free batches: the attention grid (rows x longest row) may be this many times the
+# token budget; tweets of mixed length stay in one batch, one 512-token text does not take 255 along.
+PACKED_GRID_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -204,12 +207,15 @@ def _can_pack(classifier: Classifier) -> bool:
 
 
 def _plan_packed_batches(lengths: np.ndarray, token_budget: int) -> Iterator[_Batch]:
-    """Batches for the padding-free forward: longest first, bounded by *real* tokens."""
+    """Batches for the padding-free forward: longest first, bounded by *real* tokens, and the
+    padded attention grid (rows x longest row) by PACKED_GRID_FACTOR x the budget, so one long
+    text among many short ones does not make a huge attention matrix."""
     order = np.argsort(-lengths, kind="stable")
     start = 0
     while start < len(order):
-        end, tokens = start, 0
-        while end < len(order) and end - start < MAX_BATCH_SIZE and (end == start or tokens + lengths[order[end]] <= token_budget):
+        end, tokens, width = start, 0, int(lengths[order[start]])
+        max_rows = min(MAX_BATCH_SIZE, max(1, PACKED_GRID_FACTOR * token_budget // max(width, 1)))
+        while end < len(order) and end - start < max_rows and (end == start or tokens + lengths[order[end]] <= token_budget):
             tokens += int(lengths[order[end]])
             end += 1
         yield _Batch(rows=order[start:end], width=int(lengths[order[start]]), packed=True)
@@ -306,6 +312,15 @@ def _run_settings(classifier: Classifier, token_budget: int, batches: list[_Batc
     }
 
 
+def _last_hidden_state(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The encoder's last hidden state without running the head or keeping every layer's
+    output; models without a separate base model fall back to ``hidden_states[-1]``."""
+    base = getattr(model, "base_model", None)
+    if base is not None and base is not model:
+        return base(**inputs).last_hidden_state
+    return model(**inputs, output_hidden_states=True).hidden_states[-1]
+
+
 def embed(
     classifier: Classifier,
     texts: Sequence[str],
@@ -331,7 +346,7 @@ def embed(
         for batch in _plan_batches(lengths, classifier, token_budget):
             inputs = _collate(encoded, batch, pad_id=pad_id)
             with torch.inference_mode(), autocast:
-                hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+                hidden = _last_hidden_state(classifier.model, inputs).float()
             mask = inputs["attention_mask"].unsqueeze(-1).float()
             pooled = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).numpy()
             if out is None:

@@ -154,9 +154,9 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
         metrics.guard_failures.labels(rule=rule)
     for label in (*guard.allowed_labels, NO_LABEL):
         metrics.predictions.labels(label=label)
-    workers = split_threads(config.inference_workers)
+    workers, torch_threads = split_threads(config.inference_workers)
     batcher = Batcher(classifier, token_budget=config.token_budget, max_queue_texts=config.max_queue_texts,
-                      workers=workers,
+                      workers=workers, torch_threads=torch_threads,
                       shadow=shadow, on_batch=metrics.observe_batch, on_queue_depth=metrics.queue_depth.set,
                       on_shadow=metrics.observe_shadow, on_shadow_error=metrics.observe_shadow_error)
     service = _Service(classifier, config, guard, batcher, metrics, writer, shadow=shadow)
@@ -336,18 +336,12 @@ class _Service:
             "limits": {key: getattr(config, key) for key in (
                 "token_budget", "max_queue_texts", "max_texts_per_request", "max_chars_per_text",
                 "max_body_bytes", "request_timeout_s")},
-            "inference": {"workers": self.batcher.workers, "torch_threads_per_worker": _torch_threads(),
+            "inference": {"workers": self.batcher.workers, "torch_threads_per_worker": self.batcher.torch_threads,
                           "forward": "packed (padding-free)" if self.batcher.packed else "padded"},
             "logging": {"enabled": self.writer is not None, "log_text": config.log_text, "log_ack": config.log_ack},
             "drift_reference": reference,
             "shadow": None if self.shadow is None else _model_ref(self.shadow),
         }
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _model_ref(classifier: Classifier) -> dict[str, Any]:

@@ -85,10 +85,12 @@ class Batcher:
         on_shadow_error: Callable[[], None] | None = None,
         packed: bool | None = None,
         workers: int = 1,
+        torch_threads: int | None = None,
     ):
         """``packed``: run the padding-free forward (textgate.packed); None: whenever the
         classifier supports it. ``token_budget`` then bounds real tokens, not padded ones.
-        ``workers``: inference threads taking turns at the queue (see :func:`split_threads`)."""
+        ``workers``: inference threads taking turns at the queue; ``torch_threads``: torch's
+        thread count while the batcher runs (restored by :meth:`close`); see :func:`split_threads`."""
         from textgate.infer import _can_pack
 
         if token_budget < 1 or max_queue_texts < 1 or workers < 1:
@@ -100,7 +102,8 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._queued_texts = 0
         self._wakeup: asyncio.Event | None = None
-        self.workers = workers
+        self.workers, self.torch_threads = workers, torch_threads
+        self._threads_before: int | None = None
         self._worker_tasks: list[asyncio.Task] = []
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="textgate-infer")
         # A fast tokenizer is not safe to call from two threads at once (it re-applies its
@@ -116,6 +119,11 @@ class Batcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
+        if self.torch_threads is not None:
+            import torch
+
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.torch_threads)
         loop = asyncio.get_running_loop()
         self._worker_tasks = [loop.create_task(self._work(), name=f"textgate-batcher-{i}")
                               for i in range(self.workers)]
@@ -128,6 +136,10 @@ class Batcher:
         if self._worker_tasks:
             await asyncio.gather(*self._worker_tasks)
         self._executor.shutdown(wait=True)
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
 
     @property
     def queue_depth(self) -> int:
@@ -276,9 +288,9 @@ class Batcher:
                 loop.call_soon_threadsafe(_resolve, job.shadow, None)
 
 
-def split_threads(workers: int | None, cores: int | None = None) -> int:
+def split_threads(workers: int | None, cores: int | None = None) -> tuple[int, int]:
     """Share the cores between inference workers: ``workers`` (default: 2 when there are 2 or
-    more cores) each get cores // workers torch threads. Returns the number of workers.
+    more cores) each get cores // workers torch threads. Returns (workers, threads per worker).
 
     Why two single-threaded workers beat one two-threaded one on 2 cores: a forward pass split
     over 2 threads waits at every op for the slower thread, and on a server the event loop,
@@ -286,13 +298,10 @@ def split_threads(workers: int | None, cores: int | None = None) -> int:
     just run at whatever speed they get (benchmarks/serve_load.py)."""
     import os
 
-    import torch
-
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = workers or (2 if cores >= 2 else 1)
-    torch.set_num_threads(max(1, cores // workers))
-    return workers
+    return workers, max(1, cores // workers)
 
 
 def _resolve(future: asyncio.Future | None, value: Any = None, error: BaseException | None = None) -> None:
