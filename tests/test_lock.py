@@ -13,12 +13,12 @@ import pytest
 from conftest import DEMO, LABELS, write_tiny_classifier
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
+from textgate.config import dump_toml
 from textgate.errors import DataError, ModelLoadError
 from textgate.lock import (
     PROBES,
     LockedCanary,
     _compare_canary,
-    _dump_toml,
     build_lock,
     read_lock,
     verify_lock,
@@ -279,7 +279,7 @@ def test_pull_of_an_uncached_hub_id_says_so(capsys, tmp_path):
 def test_toml_writer_round_trips():
     document = {"a": 1, "b": "quote \" back\\slash \u00e9 \U0001F602 del\x7f tab\t", "c": [1.5, True, "x"],
                 "empty": {}, "t": {"dotted.key": "v", "0": "zero", "inner": {"x": [[1, "y"], [2, "z"]]}}}
-    assert tomllib.loads(_dump_toml(document)) == document
+    assert tomllib.loads(dump_toml(document)) == document
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from textgate.compare import MIN_RESAMPLES, _bootstrap, _interval, _Scratch
-from textgate.config import read_toml, validate_table
+from textgate.config import dump_toml, read_toml, validate_table
 from textgate.errors import ConfigError, DataError
 from textgate.metrics import (
     DEFAULT_N_BINS,
@@ -697,34 +697,14 @@ def write_calibration_file(path: Path | str, result: CalibrationResult, *, model
                            holdout=result.holdout_description),
         heldout=HeldOutMetrics(**heldout),
     )
-    lines = ["# Written by `textgate calibrate`. Reference it from a ModelSpec:",
-             f'#   calibration = "{path.name}"   (relative to the ModelSpec file)',
-             "# predict, eval, gate and serve then divide the logits by `temperature` before the softmax.",
-             *_toml_pairs(record.model_dump(exclude={"fitted_on", "heldout"})), "",
-             "[fitted_on]", *_toml_pairs(record.fitted_on.model_dump()), "",
-             f"[heldout]  # held-out metrics ({result.holdout}), before -> after; for reading only",
-             *_toml_pairs(record.heldout.model_dump())]
+    header = ("# Written by `textgate calibrate`. Reference it from a ModelSpec:\n"
+              f'#   calibration = "{path.name}"   (relative to the ModelSpec file)\n'
+              "# predict, eval, gate and serve then divide the logits by `temperature` before the softmax.\n")
+    body = dump_toml(record.model_dump(), section_comments={
+        "heldout": f"held-out metrics ({result.holdout}), before -> after; for reading only"})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(header + body, encoding="utf-8")
     return path
-
-
-def _toml_pairs(table: dict[str, Any]) -> list[str]:
-    return [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-
-
-def _toml_value(value: Any) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else "nan"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
 def read_calibration_file(path: Path | str, *, model_fingerprint: str | None = None,

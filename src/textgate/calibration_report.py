@@ -21,12 +21,11 @@ from textgate.html import (
     _figure,
     _filled_bins,
     _note,
-    _Scale,
-    _Svg,
+    _reliability_svg,
     _table,
     render_page,
 )
-from textgate.report import Table
+from textgate.report import Table, print_tables
 
 __all__ = [
     "CALIBRATION_REPORT_SCHEMA_VERSION",
@@ -172,17 +171,7 @@ def render_calibration_markdown(report: dict[str, Any]) -> str:
 
 
 def render_calibration_terminal(report: dict[str, Any], console: Any) -> None:
-    from rich.table import Table as RichTable
-
-    for table in calibration_tables(report):
-        rich_table = RichTable(title=table.title, caption=table.caption or None, title_justify="left")
-        for i, header in enumerate(table.headers):
-            rich_table.add_column(header, justify="left" if i == 0 else "right")
-        for row in table.rows:
-            rich_table.add_row(*row)
-        console.print(rich_table)
-    for note in report["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+    print_tables(calibration_tables(report), report["notes"], console)
     for line in _run_lines(report):
         console.print(f"[dim]{line}[/]")
 
@@ -192,25 +181,8 @@ def render_calibration_terminal(report: dict[str, Any], console: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _reliability_svg(title: str, color: str, filled: Sequence[dict[str, Any]], ece: Any) -> _Svg:
-    size, left, top = 260, 56, 34
-    ece_text = f"ECE {100 * ece:.2f}%" if isinstance(ece, (int, float)) and math.isfinite(ece) else "ECE n/a"
-    svg = _Svg(left + size + 20, top + size + 48, f"Reliability diagram, {title}: {ece_text}")
-    svg.text(left + size / 2, 18, f"{title} · {ece_text}", text_anchor="middle", font_weight=600)
-    x, y = _Scale(0, 1, left, left + size), _Scale(0, 1, top + size, top)
-    ticks = [0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    svg.x_axis(x, top + size, ticks, lambda t: f"{t:.1f}", "confidence", grid_to=top)
-    svg.y_axis(y, left, ticks, lambda t: f"{t:.1f}", "accuracy", grid_to=left + size)
-    svg.line(x(0), y(0), x(1), y(1), stroke=_COLORS["muted"], stroke_dasharray="5 4")
-    largest = max(b["count"] for b in filled)
-    for b in filled:
-        # Opacity shows how many examples a bin holds, so a one-example bin does not look decisive.
-        svg.rect(x(b["lower"]) + 0.5, y(b["accuracy"]), x(b["upper"]) - x(b["lower"]) - 1, y(0) - y(b["accuracy"]),
-                 fill=color, fill_opacity=round(0.2 + 0.5 * b["count"] / largest, 2))
-    svg.polyline([(x(b["mean_confidence"]), y(b["accuracy"])) for b in filled], stroke=_COLORS["ink"], stroke_width=1.2)
-    for b in filled:
-        svg.circle(x(b["mean_confidence"]), y(b["accuracy"]), 3, fill=_COLORS["ink"])
-    return svg
+def _ece_text(ece: Any) -> str:
+    return f"ECE {100 * ece:.2f}%" if isinstance(ece, (int, float)) and math.isfinite(ece) else "ECE n/a"
 
 
 def _html_table(table: Table) -> str:
@@ -227,7 +199,7 @@ def render_calibration_html(report: dict[str, Any]) -> str:
                                ("after", f"after (T = {report['temperature']:.3f})", _COLORS["candidate"])):
         filled = _filled_bins(report[side]["reliability"])
         ece = report[side]["ece_equal_width"]["value"]
-        figures.append(_figure(_reliability_svg(title, color, filled, ece)) if filled else _note(f"No bins {side}."))
+        figures.append(_figure(_reliability_svg(title, color, filled, _ece_text(ece))) if filled else _note(f"No bins {side}."))
     body = (f'<section class="banner pass"><h1>textgate calibrate</h1><h2>Temperature T = '
             f"{report['temperature']:.4f}</h2><p>{_e(report['holdout']['description'])}</p></section>"
             "<section>" + "".join(_html_table(t) for t in calibration_tables(report)) + "</section>"

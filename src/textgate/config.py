@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from textgate.errors import ConfigError
 
-__all__ = ["read_toml", "validate_table"]
+__all__ = ["dump_toml", "read_toml", "validate_table"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -58,3 +62,61 @@ def _owner_model(model: type[BaseModel], path: list[str]) -> type[BaseModel] | N
             return None
         model = annotation
     return model
+
+
+# --- writing TOML (tomllib only reads) ------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def dump_toml(document: Mapping[str, Any], *, section_comments: Mapping[str, str] | None = None) -> str:
+    """Scalars and arrays first, then one ``[section]`` per nested table (recursively);
+    arrays of arrays one element per line. None values are left out (TOML has no null).
+    ``section_comments``: a comment for a top-level section's header line."""
+    lines: list[str] = []
+    _dump_table(document, [], lines, section_comments or {})
+    return "\n".join(lines).strip() + "\n"
+
+
+def _dump_table(table: Mapping[str, Any], path: list[str], lines: list[str], comments: Mapping[str, str]) -> None:
+    scalars = {k: v for k, v in table.items() if v is not None and not (isinstance(v, Mapping) and v)}
+    if path:
+        comment = comments.get(path[0]) if len(path) == 1 else None
+        lines += ["", f"[{'.'.join(_key(p) for p in path)}]" + (f"  # {comment}" if comment else "")]
+    for key, value in scalars.items():
+        if isinstance(value, list) and value and all(isinstance(v, list | Mapping) for v in value):
+            lines.append(f"{_key(key)} = [")
+            lines += [f"  {_value(v)}," for v in value]
+            lines.append("]")
+        else:
+            lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, Mapping) and value:
+            _dump_table(value, [*path, key], lines, comments)
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _string(key)
+
+
+def _string(text: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes; TOML also wants DEL escaped.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write a {type(value).__name__} to a TOML file")

@@ -582,11 +582,11 @@ def _filled_bins(bins: Sequence[Any]) -> list[dict[str, Any]]:
             and _is_num(b.get("accuracy")) and _is_num(b.get("mean_confidence"))]
 
 
-def _reliability_svg(side: str, filled: Sequence[dict[str, Any]], ece: Any) -> _Svg:
+def _reliability_svg(title: str, color: str, filled: Sequence[dict[str, Any]], ece_text: str) -> _Svg:
+    """Accuracy against confidence per non-empty bin (``_filled_bins``), the diagonal dashed."""
     size, left, top = 260, 56, 34
-    ece_text = f"ECE {ece:.4f}" if _is_num(ece) else "ECE n/a"
-    svg = _Svg(left + size + 20, top + size + 48, f"Reliability diagram, {side}: {ece_text}")
-    svg.text(left + size / 2, 18, f"{side} · {ece_text}", text_anchor="middle", font_weight=600)
+    svg = _Svg(left + size + 20, top + size + 48, f"Reliability diagram, {title}: {ece_text}")
+    svg.text(left + size / 2, 18, f"{title} · {ece_text}", text_anchor="middle", font_weight=600)
     x, y = _Scale(0, 1, left, left + size), _Scale(0, 1, top + size, top)
     ticks = [0, 0.2, 0.4, 0.6, 0.8, 1.0]
     svg.x_axis(x, top + size, ticks, lambda t: f"{t:.1f}", "confidence", grid_to=top)
@@ -598,7 +598,7 @@ def _reliability_svg(side: str, filled: Sequence[dict[str, Any]], ece: Any) -> _
         upper = b["upper"] if _is_num(b.get("upper")) else 1.0
         # Opacity shows how many examples a bin holds, so a one-example bin does not look decisive.
         svg.rect(x(lower) + 0.5, y(b["accuracy"]), x(upper) - x(lower) - 1, y(0) - y(b["accuracy"]),
-                 fill=_COLORS[side], fill_opacity=round(0.2 + 0.5 * b["count"] / largest, 2))
+                 fill=color, fill_opacity=round(0.2 + 0.5 * b["count"] / largest, 2))
     svg.polyline([(x(b["mean_confidence"]), y(b["accuracy"])) for b in filled], stroke=_COLORS["ink"],
                  stroke_width=1.2)
     for b in filled:
@@ -614,7 +614,9 @@ def _reliability_section(report: dict[str, Any]) -> str:
         if not filled:
             figures.append(_note(f"No calibration for the {side} (no probabilities)."))
             continue
-        figures.append(_figure(_reliability_svg(side, filled, _dig(calibration, "ece_equal_width", "value"))))
+        ece = _dig(calibration, "ece_equal_width", "value")
+        figures.append(_figure(_reliability_svg(side, _COLORS[side], filled,
+                                                f"ECE {ece:.4f}" if _is_num(ece) else "ECE n/a")))
     return ('<h3>Reliability</h3><div class="plots">' + "".join(figures) + "</div>"
             '<p class="caption">Bars: accuracy per equal-width confidence bin (darker = more examples; empty bins '
             "omitted); dots: mean confidence vs accuracy; dashed: perfect calibration.</p>")

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgate.config import read_toml, validate_table
+from textgate.config import dump_toml, read_toml, validate_table
 from textgate.errors import ConfigError, DataError, ModelLoadError
 from textgate.model import (
     ModelSource,
@@ -193,7 +191,7 @@ def write_lock(lock: Lock, path: Path | str) -> Path:
     header = ("# textgate lock: written by `textgate lock`, checked by `textgate verify`. Do not edit;\n"
               "# re-create it when a change is intended. Format: docs/lock.md.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + _dump_toml(lock.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    path.write_text(header + dump_toml(lock.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
     return path
 
 
@@ -865,7 +863,7 @@ def pull_model(
     spec_path = dest / "model.toml"
     origin_note = f"# Pulled by `textgate pull` from {spec.model}" + (
         f" at commit {source.revision}" if source.revision else "") + ".\n"
-    spec_path.write_text(origin_note + _dump_toml(table), encoding="utf-8")
+    spec_path.write_text(origin_note + dump_toml(table), encoding="utf-8")
     from textgate.model import load_model_spec
 
     pulled = load_model_spec(spec_path)
@@ -876,7 +874,7 @@ def pull_model(
                       progress=progress, say=say)
     lock = lock.model_copy(update={"model": lock.model.model_copy(update={"resolved_revision": source.revision})})
     lock_path = write_lock(lock, dest / "textgate.lock")
-    spec_path.write_text(origin_note + _dump_toml({**table, "lock": "textgate.lock"}), encoding="utf-8")
+    spec_path.write_text(origin_note + dump_toml({**table, "lock": "textgate.lock"}), encoding="utf-8")
     paths = _locked_paths(pulled, Path(pulled.model), Path(pulled.adapter) if pulled.adapter else None)
     return PullResult(dest, spec_path, lock_path, len(paths), sum(p.stat().st_size for p in paths.values()))
 
@@ -890,62 +888,6 @@ def _check_copies(spec: ModelSpec, source_folder: Path, pulled: ModelSpec) -> No
         raise ModelLoadError(f"The copy in {Path(pulled.model).parent} differs from the source: "
                              f"{changes[0].key} {changes[0].note}. Check the disk and pull again.",
                              path=Path(pulled.model).parent)
-
-
-# --- a small TOML writer for the lock's fixed shapes -------------------------------------------
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _dump_toml(document: Mapping[str, Any]) -> str:
-    """Scalars and arrays first, then one ``[section]`` per nested table (recursively);
-    arrays of arrays one element per line. None values are left out (TOML has no null)."""
-    lines: list[str] = []
-    _dump_table(document, [], lines)
-    return "\n".join(lines).strip() + "\n"
-
-
-def _dump_table(table: Mapping[str, Any], path: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if v is not None and not (isinstance(v, Mapping) and v)}
-    if path:
-        lines += ["", f"[{'.'.join(_key(p) for p in path)}]"]
-    for key, value in scalars.items():
-        if isinstance(value, list) and value and all(isinstance(v, list | Mapping) for v in value):
-            lines.append(f"{_key(key)} = [")
-            lines += [f"  {_value(v)}," for v in value]
-            lines.append("]")
-        else:
-            lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        if isinstance(value, Mapping) and value:
-            _dump_table(value, [*path, key], lines)
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
-
-
-def _string(text: str) -> str:
-    # JSON string escapes are valid TOML basic-string escapes; TOML also wants DEL escaped.
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007F")
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot write {value} to a lock file")
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
-    raise TypeError(f"cannot write a {type(value).__name__} to a lock file")
 
 
 def _show(value: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,19 +166,24 @@ def render_markdown(report: EvalReport) -> str:
     return "\n".join(out)
 
 
-def render_terminal(report: EvalReport, console: Any) -> None:
-    """Print the report's tables with rich to ``console``."""
+def print_tables(tables: Sequence[Table], notes: Sequence[str], console: Any) -> None:
+    """Print ``tables`` with rich (first column left, the rest right-aligned), then the notes."""
     from rich.table import Table as RichTable
 
-    for table in eval_tables(report):
+    for table in tables:
         rich_table = RichTable(title=table.title, caption=table.caption or None, title_justify="left")
         for i, header in enumerate(table.headers):
             rich_table.add_column(header, justify="left" if i == 0 else "right")
         for row in table.rows:
             rich_table.add_row(*row)
         console.print(rich_table)
-    for note in report.notes:
+    for note in notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def render_terminal(report: EvalReport, console: Any) -> None:
+    """Print the report's tables with rich to ``console``."""
+    print_tables(eval_tables(report), report.notes, console)
     for line in _settings_lines(report):
         console.print(f"[dim]{line}[/]")
 
