@@ -157,13 +157,16 @@ def main() -> None:
                         help="concurrency levels to measure (the verdict uses the largest)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: raw keep-alive sockets (light) or httpx (~0.4 core at 32 clients)")
+    parser.add_argument("--serve-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a serve.toml line for textgate's server, e.g. gather_ms=0 (ablations)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
     texts = [json.loads(line)["text"] for line in (DEMO / "test.jsonl").read_text().splitlines()[:4000]]
     spec = str(DEMO / "model.toml")
     work = Path(tempfile.mkdtemp(prefix="textgate-load-"))
-    (work / "serve.toml").write_text(f'log_url = "sqlite:///{work}/log.db"\nmax_queue_texts = 4096\n')
+    options = "".join(f"{option}\n" for option in args.serve_option)
+    (work / "serve.toml").write_text(f'log_url = "sqlite:///{work}/log.db"\nmax_queue_texts = 4096\n{options}')
     textgate_port, naive_port = free_port(), free_port()
     textgate_cmd = [str(BIN / "textgate"), "serve", spec, "--config", str(work / "serve.toml"),
                     "--port", str(textgate_port)]
@@ -172,7 +175,7 @@ def main() -> None:
     env_note = (f"{os.cpu_count()} CPUs, loopback, load generator ({args.client} client) in the same machine, "
                 "sharing its cores")
     result: dict = {"date": dt.date.today().isoformat(), "machine": env_note, "seconds_per_level": args.seconds,
-                    "levels": []}
+                    "serve_options": args.serve_option, "levels": []}
     for clients in sorted(args.clients):
         row = {"clients": clients}
         for name, command, port in (("naive", naive_cmd, naive_port), ("textgate", textgate_cmd, textgate_port)):

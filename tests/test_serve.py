@@ -445,6 +445,107 @@ def test_two_workers_share_the_queue_and_give_the_same_answers(tiny_classifier):
     assert len(set(threads)) == 2
 
 
+def test_two_idle_workers_split_the_queue_between_them(tiny_classifier):
+    import threading
+
+    from textgate.serve.batcher import Batcher
+
+    batches: list[tuple[str, int]] = []
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
+                          on_batch=lambda rows, seconds: batches.append((threading.current_thread().name, rows)))
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit([f"tweet number {i}"]) for i in range(32)))
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert sorted(rows for _, rows in batches) == [16, 16] and len({name for name, _ in batches}) == 2
+
+
+@pytest.mark.parametrize("gather_ms, expected", [(2000, [1, 5]), (0, [1, 1, 4])], ids=["gathers", "does-not"])
+def test_a_free_worker_waits_for_a_fuller_batch_while_the_other_is_busy(tiny_classifier, gather_ms, expected):
+    import threading
+
+    from textgate.serve.batcher import Batcher
+
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def on_batch(rows: int, seconds: float) -> None:
+        sizes.append(rows)
+        if len(sizes) == 1:
+            release.wait(10)  # the first worker stays busy until every request is queued
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
+                          gather_ms=gather_ms, gather_texts=5, on_batch=on_batch)
+        batcher.start()
+        try:
+            busy = asyncio.ensure_future(batcher.submit(["the first worker runs this"]))
+            await asyncio.sleep(0.2)
+            waiting = [asyncio.ensure_future(batcher.submit(["one more"]))]
+            await asyncio.sleep(0.2)  # without gathering, the free worker runs this one alone
+            waiting.append(asyncio.ensure_future(batcher.submit(["and", "four", "more", "texts"])))
+            await asyncio.sleep(0.2)
+            release.set()
+            await asyncio.gather(busy, *waiting)
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert sorted(sizes) == sorted(expected)
+
+
+def test_an_idle_batcher_never_waits_to_gather(tiny_classifier):
+    from textgate.serve.batcher import Batcher
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
+                          gather_ms=60_000, gather_texts=64)
+        batcher.start()
+        try:
+            return await asyncio.wait_for(batcher.submit(["alone"]), timeout=30)
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(run()).probabilities.shape == (1, 3)
+
+
+def test_worker_cores_are_disjoint_and_workers_run_pinned(tiny_classifier, monkeypatch):
+    import os
+
+    from textgate.serve import batcher as batcher_module
+    from textgate.serve.batcher import Batcher, worker_cores
+
+    allowed = sorted(os.sched_getaffinity(0))
+    with monkeypatch.context() as patch:
+        patch.setattr(batcher_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+        assert worker_cores(2, 2) == [[0, 1], [2, 3]]
+        assert worker_cores(2, 1) == [[0], [1]]
+        assert worker_cores(3, 2) is None  # not enough cores: no pinning
+    seen: list[set[int]] = []
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, worker_cores=[[allowed[-1]]],
+                          on_batch=lambda rows, seconds: seen.append(os.sched_getaffinity(0)))
+        batcher.start()
+        try:
+            await batcher.submit(["pinned"])
+            return os.environ.get("TOKENIZERS_PARALLELISM")
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(run()) == "false"  # the Rust tokenizer's thread pool stays off while serving
+    assert seen == [{allowed[-1]}] and os.sched_getaffinity(0) == set(allowed)
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == before
+    with pytest.raises(ValueError, match="2 core sets for 1 workers"):
+        Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, worker_cores=[[0], [1]])
+
+
 def test_split_threads_shares_the_cores():
     from textgate.serve.batcher import split_threads
 
@@ -527,8 +628,10 @@ def test_goodness_of_fit_and_psi_match_references():
     ("[guard]\nmin_confidence = 2", "guard.min_confidence"),
     ("[guard]\nunknown_rule = true", "guard.unknown_rule"),
     ("api_keys = ['']", "api_keys"),
+    ("gather_ms = -1", "gather_ms"),
+    ("gather_texts = 0", "gather_texts"),
 ], ids=["unknown-key", "port", "log-ack", "request-larger-than-queue", "window", "shares", "guard-value",
-        "guard-key", "blank-key"])
+        "guard-key", "blank-key", "gather-ms", "gather-texts"])
 def test_config_errors_name_the_field(tmp_path, toml, field):
     path = tmp_path / "serve.toml"
     path.write_text(toml)

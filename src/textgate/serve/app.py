@@ -36,7 +36,7 @@ from textgate.errors import DataError
 from textgate.guard import REASONS, Guard, GuardedPrediction
 from textgate.model import Classifier
 from textgate.predictions import Predictions
-from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull, split_threads
+from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull, split_threads, worker_cores
 from textgate.serve.config import ServeConfig, reference_shares
 from textgate.serve.metrics import NO_LABEL, LabelDrift, ServeMetrics, ShadowTracker
 
@@ -157,6 +157,8 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
     workers, torch_threads = split_threads(config.inference_workers)
     batcher = Batcher(classifier, token_budget=config.token_budget, max_queue_texts=config.max_queue_texts,
                       workers=workers, torch_threads=torch_threads,
+                      worker_cores=worker_cores(workers, torch_threads) if config.pin_workers else None,
+                      gather_ms=config.gather_ms, gather_texts=config.gather_texts,
                       shadow=shadow, on_batch=metrics.observe_batch, on_queue_depth=metrics.queue_depth.set,
                       on_shadow=metrics.observe_shadow, on_shadow_error=metrics.observe_shadow_error)
     service = _Service(classifier, config, guard, batcher, metrics, writer, shadow=shadow)

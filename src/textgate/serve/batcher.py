@@ -6,7 +6,10 @@ in one call, and packs the texts length-sorted into forward batches bounded by t
 budget (the same planner and forward as ``textgate.infer``; padding-free for BERT classifiers,
 see ``textgate.packed``). ``workers`` threads (default 2, see :func:`split_threads`) take turns
 at the queue; forward passes only read the weights, so they may run at once, while tokenizing
-(the fast tokenizer re-applies its settings on each call) and the shadow take turns. A request's future is
+(the fast tokenizer re-applies its settings on each call) and the shadow take turns. A free
+worker takes its share of the queue (all of it when the others are busy, half when one other is
+idle); while another worker is busy it first waits up to ``gather_ms`` for ``gather_texts``
+texts, because a 1-text pass costs 1.6x a 16-text pass per text (benchmarks/serve_load.py). A request's future is
 resolved as soon as its last row is done, so a short request need not wait for a long
 neighbour's last batch. Under load the queue fills while the model runs and the next pass is
 larger; with one request in flight there is no added delay at all.
@@ -20,8 +23,11 @@ are counted, never raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -35,9 +41,11 @@ import numpy as np
 from textgate.errors import TextgateError
 from textgate.model import Classifier
 
-__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_threads"]
+__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_threads", "worker_cores"]
 
 logger = logging.getLogger(__name__)
+
+TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 
 class QueueFull(TextgateError, RuntimeError):
@@ -86,15 +94,24 @@ class Batcher:
         packed: bool | None = None,
         workers: int = 1,
         torch_threads: int | None = None,
+        worker_cores: Sequence[Sequence[int]] | None = None,
+        gather_ms: float = 0.0,
+        gather_texts: int = 16,
     ):
         """``packed``: run the padding-free forward (textgate.packed); None: whenever the
         classifier supports it. ``token_budget`` then bounds real tokens, not padded ones.
         ``workers``: inference threads taking turns at the queue; ``torch_threads``: torch's
-        thread count while the batcher runs (restored by :meth:`close`); see :func:`split_threads`."""
+        thread count while the batcher runs (restored by :meth:`close`); see :func:`split_threads`.
+        ``worker_cores``: CPU cores each worker thread is pinned to (see :func:`worker_cores`).
+        ``gather_ms``/``gather_texts``: how long a free worker waits for a fuller batch while
+        another worker is busy (0: never waits)."""
         from textgate.infer import _can_pack
 
-        if token_budget < 1 or max_queue_texts < 1 or workers < 1:
-            raise ValueError("token_budget, max_queue_texts and workers must be positive")
+        if token_budget < 1 or max_queue_texts < 1 or workers < 1 or gather_texts < 1 or gather_ms < 0:
+            raise ValueError("token_budget, max_queue_texts, workers and gather_texts must be positive, "
+                             "gather_ms must not be negative")
+        if worker_cores is not None and len(worker_cores) != workers:
+            raise ValueError(f"worker_cores names {len(worker_cores)} core sets for {workers} workers")
         self.classifier, self.shadow = classifier, shadow
         self.token_budget, self.max_queue_texts = token_budget, max_queue_texts
         self.on_batch, self.on_queue_depth = on_batch, on_queue_depth
@@ -105,12 +122,18 @@ class Batcher:
         self.workers, self.torch_threads = workers, torch_threads
         self._threads_before: int | None = None
         self._worker_tasks: list[asyncio.Task] = []
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="textgate-infer")
+        self.gather_s, self.gather_texts = gather_ms / 1000, gather_texts
+        self._worker_cores = [tuple(cores) for cores in worker_cores] if worker_cores else None
+        self._worker_index = itertools.count()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="textgate-infer",
+                                            initializer=self._pin_thread)
         # A fast tokenizer is not safe to call from two threads at once (it re-applies its
         # truncation settings on each call), so tokenizing takes turns; forward passes do not.
         self._tokenize_lock = threading.Lock()
         self._shadow_lock = threading.Lock()
         self._closing = False
+        self._busy = 0  # workers running a cycle
+        self._tokenizers_parallelism_before: str | None = None
         self.packed = _can_pack(classifier) if packed is None else packed
         if self.packed and not _can_pack(classifier):
             raise ValueError("packed=True, but this classifier's layout is not supported by textgate.packed")
@@ -124,6 +147,10 @@ class Batcher:
 
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(self.torch_threads)
+        # The Rust tokenizer's own thread pool only competes with the workers for the cores:
+        # tokenizing takes turns anyway and micro-batches are small.
+        self._tokenizers_parallelism_before = os.environ.get(TOKENIZERS_PARALLELISM)
+        os.environ[TOKENIZERS_PARALLELISM] = "false"
         loop = asyncio.get_running_loop()
         self._worker_tasks = [loop.create_task(self._work(), name=f"textgate-batcher-{i}")
                               for i in range(self.workers)]
@@ -140,6 +167,10 @@ class Batcher:
             import torch
 
             torch.set_num_threads(self._threads_before)
+        if self._tokenizers_parallelism_before is None:
+            os.environ.pop(TOKENIZERS_PARALLELISM, None)
+        else:
+            os.environ[TOKENIZERS_PARALLELISM] = self._tokenizers_parallelism_before
 
     @property
     def queue_depth(self) -> int:
@@ -188,9 +219,13 @@ class Batcher:
                     self._wakeup.set()  # let the other workers see it too
                     return
                 continue
-            jobs = list(self._queue)
-            self._queue.clear()
-            self._set_depth(0)
+            await self._gather()
+            if not self._queue:
+                continue
+            jobs = self._take_share()
+            self._busy += 1
+            if self._queue:
+                self._wakeup.set()  # an idle worker takes the rest
             try:
                 await loop.run_in_executor(self._executor, self._run_cycle, jobs, loop)
             except Exception as exc:  # noqa: BLE001 - a bug in the cycle itself: fail its requests, keep serving
@@ -199,8 +234,44 @@ class Batcher:
                     _resolve(job.future, error=exc)
                     if job.shadow is not None:
                         _resolve(job.shadow, value=None)
+            finally:
+                self._busy -= 1
             if self._queue:
                 self._wakeup.set()
+
+    async def _gather(self) -> None:
+        """While another worker is busy, wait up to ``gather_s`` for ``gather_texts`` texts:
+        under load, requests arrive in bursts as a pass finishes, and a free worker that takes
+        the first one alone runs a 1-text pass. With every worker idle, nothing waits."""
+        deadline = time.perf_counter() + self.gather_s
+        while self._busy and not self._closing and self._queued_texts < self.gather_texts:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    def _take_share(self) -> list[_Job]:
+        """Whole jobs, at least this worker's share of the queued texts: all of them when the
+        other workers are busy, half when one other is idle, and so on."""
+        share = -(-self._queued_texts // (self.workers - self._busy))
+        jobs: list[_Job] = []
+        taken = 0
+        while self._queue and (not jobs or taken < share):
+            job = self._queue.popleft()
+            jobs.append(job)
+            taken += len(job.texts)
+        self._set_depth(self._queued_texts - taken)
+        return jobs
+
+    def _pin_thread(self) -> None:
+        """Executor initializer: pin this worker thread to its cores, so that two busy workers
+        stay on separate cores instead of queueing behind each other on one."""
+        index = next(self._worker_index)
+        if self._worker_cores is not None and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):  # a cpuset changed under us: run unpinned
+                os.sched_setaffinity(threading.get_native_id(), self._worker_cores[index % len(self._worker_cores)])
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
@@ -296,12 +367,21 @@ def split_threads(workers: int | None, cores: int | None = None) -> tuple[int, i
     over 2 threads waits at every op for the slower thread, and on a server the event loop,
     the log writer and the clients keep taking one of the cores away; two independent workers
     just run at whatever speed they get (benchmarks/serve_load.py)."""
-    import os
-
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = workers or (2 if cores >= 2 else 1)
     return workers, max(1, cores // workers)
+
+
+def worker_cores(workers: int, threads: int) -> list[list[int]] | None:
+    """Disjoint core sets, ``threads`` cores per worker, from the cores this process may use;
+    None (no pinning) when there are fewer cores than workers x threads."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if workers * threads > len(cores):
+        return None
+    return [cores[i * threads : (i + 1) * threads] for i in range(workers)]
 
 
 def _resolve(future: asyncio.Future | None, value: Any = None, error: BaseException | None = None) -> None:

@@ -68,6 +68,11 @@ class ServeConfig(BaseModel):
     inference_workers: int | None = Field(
         None, ge=1, description="inference threads taking turns at the queue, each with cores/workers torch "
         "threads; default 2 on a machine with 2 or more cores (no barrier stalls when HTTP work takes a core)")
+    pin_workers: bool = Field(True, description="pin each inference worker to its own cores (when there are "
+                              "enough): two busy workers then never queue behind each other on one core")
+    gather_ms: float = Field(8.0, ge=0, le=1000, description="while another worker is busy, a free worker waits "
+                             "up to this long for gather_texts texts before running a smaller batch; 0: never waits")
+    gather_texts: int = Field(16, ge=1, description="batch size a free worker waits for (see gather_ms)")
     max_queue_texts: int = Field(2048, ge=1, description="texts waiting for the model; beyond -> 503")
     max_texts_per_request: int = Field(64, ge=1)
     max_chars_per_text: int = Field(10_000, ge=1)
