@@ -30,6 +30,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py --write
 	$(BIN)/python benchmarks/gate_calibration.py --write
 	$(BIN)/python benchmarks/serve_load.py --write
+	$(BIN)/python benchmarks/packed_batch_size.py --write
 	$(BIN)/python benchmarks/calibration.py --write
 	$(BIN)/python benchmarks/audit_quality.py --write
 

@@ -111,6 +111,33 @@ def test_kfold_probabilities_are_out_of_sample_and_find_flips():
         kfold_probabilities(x[:10], given[:10], n_classes=3, folds=4)
 
 
+def test_kfold_picks_the_c_with_the_lowest_out_of_fold_nll():
+    from textgate.audit import KFOLD_C_GRID
+
+    rng = np.random.default_rng(3)
+    true = np.arange(300) % 3
+    x = rng.normal(size=(300, 40)) + 1.5 * np.eye(3, 40)[true]  # weak signal, many noise dimensions
+    given = np.where(rng.random(300) < 0.15, (true + 1) % 3, true)
+    probs, settings = kfold_probabilities(x, given, n_classes=3, folds=5, seed=0)
+    nll = {float(c): value for c, value in settings["out_of_fold_nll"].items()}
+    assert sorted(nll) == sorted(KFOLD_C_GRID) and settings["C"] == min(nll, key=nll.get)
+    assert len(set(nll.values())) == len(nll)  # the candidates really differ
+    fixed, fixed_settings = kfold_probabilities(x, given, n_classes=3, folds=5, seed=0, C=settings["C"])
+    assert np.array_equal(probs, fixed) and fixed_settings["C_chosen_by"] == "given"
+    other = max(nll, key=nll.get)
+    worse, _ = kfold_probabilities(x, given, n_classes=3, folds=5, seed=0, C=other)
+    loss = -np.log(worse[np.arange(300), given]).mean()
+    assert loss == pytest.approx(nll[other], abs=1e-6) and loss > nll[settings["C"]]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), True])
+def test_kfold_c_must_be_positive(bad):
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(ConfigError, match="must be a positive number") as error:
+        kfold_probabilities(x, np.arange(30) % 3, n_classes=3, folds=2, C=bad)
+    assert error.value.field == "C"
+
+
 # --- CLI, outputs and apply --------------------------------------------------------------------
 
 
@@ -256,15 +283,24 @@ def test_cli_kfold_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path, capsys
                  "--format", "json"])
     out, err = capsys.readouterr()
     assert code == EXIT_OK, err
-    assert "embedding 45 texts" in err and "fold 3/3 done" in err
+    assert "embedding 45 texts" in err and "C=0.001: 3 folds, out-of-fold NLL" in err and "C=0.1: 3 folds" in err
     summary = json.loads(out)
     assert summary["probabilities"]["source"] == "k-fold" and summary["probabilities"]["folds"] == 3
     assert summary["n_examples"] == 45 and (tmp_path / "o" / "review.html").is_file()
+    nll = summary["probabilities"]["out_of_fold_nll"]
+    assert summary["probabilities"]["C"] == float(min(nll, key=nll.get))
+    code = main(["audit", str(tiny_model_dir), str(data), "--k-fold", "--folds", "3", "--kfold-c", "0.02",
+                 "--out", str(tmp_path / "fixed"), "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert json.loads(out)["probabilities"]["C"] == 0.02 and list(json.loads(out)["probabilities"]["out_of_fold_nll"]) == ["0.02"]
 
 
 def test_cli_usage_errors(tmp_path, capsys):
     assert main(["audit", "--pred-probs", "x.npy", "--k-fold", "d.jsonl", "--out", str(tmp_path)]) == EXIT_USAGE
     assert "--k-fold needs MODEL" in capsys.readouterr().err
+    assert main(["audit", "m.toml", "d.jsonl", "--kfold-c", "0.1", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--kfold-c sets the --k-fold head" in capsys.readouterr().err
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a", "label": "neutral"}\n{"text": "b", "label": "positive"}\n')
     np.save(tmp_path / "p.npy", np.array([[0.5, 0.5], [0.5, 0.6]]))

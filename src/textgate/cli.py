@@ -395,6 +395,9 @@ def audit() -> None:
               help="Probabilities by stratified k-fold logistic regression on MODEL's frozen embeddings.")
 @click.option("--folds", default=5, show_default=True, help="Folds for --k-fold.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the --k-fold split.")
+@click.option("--kfold-c", "kfold_c", type=float,
+              help="Inverse L2 strength of the --k-fold head (default: whichever of 0.001, 0.003, 0.01, 0.03, 0.1 "
+                   "gives the lowest out-of-fold NLL).")
 @click.option("--method", type=click.Choice(["confident-learning", "loss"]), default="confident-learning",
               show_default=True, help="How to rank and how many to flag.")
 @click.option("--ranked-by", type=click.Choice(["normalized_margin", "self_confidence"]),
@@ -406,8 +409,8 @@ def audit() -> None:
               show_default=True, help="What to print on stdout (json: summary.json).")
 @_data_options
 @_model_options
-def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int, seed: int, method: str,
-               ranked_by: str, top: int | None, label_names: str | None, out_dir: Path, output_format: str,
+def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int, seed: int,
+               kfold_c: float | None, method: str, ranked_by: str, top: int | None, label_names: str | None, out_dir: Path, output_format: str,
                text_col: str, label_col: str, **run_options: Any) -> None:
     """Rank likely label errors in DATA; write them to --out.
 
@@ -422,8 +425,10 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     model, data = (None, Path(args[0])) if pred_probs else (args[0], Path(args[1]))
     if k_fold and model is None:
         raise click.UsageError("--k-fold needs MODEL (its encoder makes the embeddings), not --pred-probs.")
+    if kfold_c is not None and not k_fold:
+        raise click.UsageError("--kfold-c sets the --k-fold head; add --k-fold or leave --kfold-c out.")
     dataset, probabilities, names, source = _audit_probabilities(
-        model, data, pred_probs, label_names, k_fold=k_fold, folds=folds, seed=seed, text_col=text_col,
+        model, data, pred_probs, label_names, k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c, text_col=text_col,
         label_col=label_col, run_options=run_options)
     result = audit_labels(label_ids(dataset.labels, names, field=label_col), probabilities, label_names=names,
                           method=method.replace("-", "_"), ranked_by=ranked_by, top=top)
@@ -465,7 +470,8 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
 
 
 def _audit_probabilities(model: str | None, data: Path, pred_probs: Path | None, label_names: str | None, *,
-                         k_fold: bool, folds: int, seed: int, text_col: str, label_col: str, run_options: dict):
+                         k_fold: bool, folds: int, seed: int, kfold_c: float | None, text_col: str, label_col: str,
+                         run_options: dict):
     """(dataset, probabilities, label names, description of where the probabilities came from)."""
     import numpy as np
 
@@ -490,7 +496,7 @@ def _audit_probabilities(model: str | None, data: Path, pred_probs: Path | None,
                         progress=run_options.get("progress"))
         probabilities, settings = kfold_probabilities(
             vectors, label_ids(dataset.labels, classifier.label_names), n_classes=len(classifier.label_names),
-            folds=folds, seed=seed, say=_say)
+            folds=folds, seed=seed, C=kfold_c, say=_say)
         return dataset, probabilities, classifier.label_names, {
             "source": "k-fold", "model_fingerprint": classifier.fingerprint,
             "embedding": "attention-masked mean of the last hidden state", **settings}
