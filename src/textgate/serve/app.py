@@ -45,10 +45,12 @@ __all__ = ["ClassifyRequest", "ClassifyResponse", "create_app"]
 logger = logging.getLogger("textgate.serve")
 
 # Prediction log writer: room for a few seconds of heavy traffic; group commits of up to 512
-# rows; a 5 ms gathering window keeps committed-ack latency low while still grouping.
+# rows. No gathering window: the writer commits what is queued as soon as it is free, and the
+# rows that arrive during one commit's fsync form the next group. A 5 ms window cost a lone
+# client 4 ms per request (p50 17.8 -> 13.4 ms) and bought nothing at 32 clients.
 LOG_MAX_QUEUE = 20_000
 LOG_MAX_BATCH = 512
-LOG_FLUSH_INTERVAL_S = 0.005
+LOG_FLUSH_INTERVAL_S = 0.0
 RETRY_AFTER_S = "1"
 # A client's X-Request-ID is kept only if it is short and plain (it lands in logs and headers).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
