@@ -246,15 +246,18 @@ def write_section(r: dict, command: str) -> None:
         cells = [f"{row[m]['recall_at_precision_0.6']:.3f} | {row[m]['precision_at_k']:.3f}"
                  for m in ("confident_learning", "loss", "ceiling")]
         lines.append(f"| {row['noise_seed']} | " + " | ".join(cells) + " |")
+    gap = max(row["ceiling"]["recall_at_precision_0.6"] - row["loss"]["recall_at_precision_0.6"] for row in r["spread"])
     lines += ["", f"Target (uniform 10% noise, k-fold probabilities: precision >= 0.6 at recall >= 0.6, precision "
-              f"against the planted rows only, at the best cut of the ranking, for every noise seed): {met}. "
+              "against the planted rows only, at the best cut of the ranking, for every noise seed; choosing that "
+              "cut needs the planted truth, so this is an easier bar than the flagged set's own precision and "
+              f"recall in the first table): {met}. "
               f"Why: the demo classifier disagrees with {1 - r['model_accuracy']:.1%} of TweetEval's own labels, "
               f"and before any noise is planted the audit already flags {pre_kfold:,} of {n:,} tweets "
               f"({pre_kfold / n:.1%}), twice the 10% planted; those count as false positives against the planted "
               "set although many are genuine label errors or ambiguous tweets (against planted or pre-existing "
               "issues, precision is in the last column of the first table). The ceiling column is what the same "
-              "head on the same embeddings reaches when fitted to the original labels; loss ranking comes close "
-              "to it on every seed. 'recall at precision >= 0.6' is the best cut anywhere "
+              "head on the same embeddings reaches when fitted to the original labels; loss ranking on the noisy "
+              f"labels comes within {gap:.3f} of it on every seed. 'recall at precision >= 0.6' is the best cut anywhere "
               "in the method's ranking; the flagged sets themselves (CL's estimate) are larger and less precise.", "",
               f"Run time: audit core on {t['n_tweets']:,} tweets {t['core_tweets_cl_s']} s (confident learning) / "
               f"{t['core_tweets_loss_s']} s (loss); on {SYNTHETIC_N:,} synthetic examples {t['core_100k_cl_s']} s / "

@@ -1,11 +1,12 @@
 """Per-text cost of one serving worker's forward pass by micro-batch size.
 
-    .venv/bin/python benchmarks/packed_batch_size.py [--texts 1536] [--write]
+    .venv/bin/python benchmarks/packed_batch_size.py [--texts 1536] [--repeats 3] [--write]
 
 One torch thread (what each of the server's two workers gets on 2 cores), the demo classifier,
 the padding-free forward (`textgate.packed`) that `textgate serve` runs, the first --texts
 bundled test tweets in file order (as traffic arrives, not length-sorted), cut into consecutive
-batches of 1, 2, 4, 8, 16 and 32 texts, each size run over the same tweets in the same process.
+batches of 1, 2, 4, 8, 16 and 32 texts, each size run over the same tweets in the same process,
+the sizes interleaved in --repeats rounds; the median round counts.
 It is why a free worker waits briefly for a fuller batch while the other one is busy
 (`gather_ms`, `gather_texts` in serve.toml). --write replaces the packed-batch-size part of the
 serving section of BENCHMARKS.md.
@@ -17,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,7 @@ SIZES = (1, 2, 4, 8, 16, 32)
 MARK_START, MARK_END = "<!-- packed-batch-size:start -->", "<!-- packed-batch-size:end -->"
 
 
-def measure(n_texts: int) -> dict:
+def measure(n_texts: int, repeats: int) -> dict:
     import torch
 
     from textgate.infer import _Batch, _encode, _run_batch
@@ -40,23 +42,26 @@ def measure(n_texts: int) -> dict:
     classifier = load_classifier(load_model_spec(DEMO / "model.toml"))
     texts = [json.loads(line)["text"] for line in (DEMO / "test.jsonl").read_text().splitlines()[:n_texts]]
     encoded, lengths, _ = _encode(classifier, texts)
-    rows = []
-    for size in SIZES:
-        started = time.perf_counter()
-        for start in range(0, len(texts), size):
-            batch = np.arange(start, min(start + size, len(texts)))
-            _run_batch(classifier, encoded, _Batch(rows=batch, width=int(lengths[batch].max()), packed=True))
-        seconds = time.perf_counter() - started
-        rows.append({"batch": size, "ms_per_text": round(1000 * seconds / len(texts), 2),
-                     "texts_per_s": round(len(texts) / seconds, 1)})
-        print(rows[-1], file=sys.stderr)
-    return {"date": dt.date.today().isoformat(), "texts": len(texts), "rows": rows}
+    seconds: dict[int, list[float]] = {size: [] for size in SIZES}
+    for round_ in range(repeats):
+        for size in SIZES:
+            started = time.perf_counter()
+            for start in range(0, len(texts), size):
+                batch = np.arange(start, min(start + size, len(texts)))
+                _run_batch(classifier, encoded, _Batch(rows=batch, width=int(lengths[batch].max()), packed=True))
+            seconds[size].append(time.perf_counter() - started)
+        print(f"round {round_ + 1}/{repeats}: " + ", ".join(f"{size}: {seconds[size][-1]:.1f} s" for size in SIZES),
+              file=sys.stderr)
+    rows = [{"batch": size, "ms_per_text": round(1000 * statistics.median(seconds[size]) / len(texts), 2),
+             "texts_per_s": round(len(texts) / statistics.median(seconds[size]), 1)} for size in SIZES]
+    return {"date": dt.date.today().isoformat(), "texts": len(texts), "repeats": repeats, "rows": rows}
 
 
 def write_section(result: dict, command: str) -> None:
     base = result["rows"][-1]["ms_per_text"]
     lines = [MARK_START, f"Per-text cost of one worker's padding-free pass by batch size, measured {result['date']}: "
-             f"1 torch thread, demo classifier, the first {result['texts']:,} test tweets in file order.", "",
+             f"1 torch thread, demo classifier, the first {result['texts']:,} test tweets in file order, median of "
+             f"{result['repeats']} interleaved rounds.", "",
              f"Command: `{command}`", "", "| texts per pass | ms per text | texts/s | vs 32 per pass |", "|---|---|---|---|"]
     lines += [f"| {r['batch']} | {r['ms_per_text']} | {r['texts_per_s']} | {r['ms_per_text'] / base:.2f}x |"
               for r in result["rows"]]
@@ -74,9 +79,10 @@ def write_section(result: dict, command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1536)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    result = measure(args.texts)
+    result = measure(args.texts, args.repeats)
     print(json.dumps(result, indent=2))
     if args.write:
         write_section(result, " ".join([".venv/bin/python", "benchmarks/packed_batch_size.py", *sys.argv[1:]]))

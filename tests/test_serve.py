@@ -202,6 +202,8 @@ def test_model_endpoint(client, tiny_model_dir):
     assert body["logging"] == {"enabled": True, "log_text": False, "log_ack": "committed"}
     assert body["drift_reference"] == {"negative": 0.2, "neutral": 0.5, "positive": 0.3}
     assert body["shadow"] is None
+    assert (body["inference"]["gather_ms"], body["inference"]["gather_texts"]) == (8.0, 16)
+    assert body["inference"]["workers"] >= 1 and body["inference"]["forward"] == "packed (padding-free)"
 
 
 def test_metrics_move_after_requests(client, main_server):
@@ -465,7 +467,7 @@ def test_two_idle_workers_split_the_queue_between_them(tiny_classifier):
     assert sorted(rows for _, rows in batches) == [16, 16] and len({name for name, _ in batches}) == 2
 
 
-@pytest.mark.parametrize("gather_ms, expected", [(2000, [1, 5]), (0, [1, 1, 4])], ids=["gathers", "does-not"])
+@pytest.mark.parametrize("gather_ms, expected", [(60_000, [1, 5]), (0, [1, 1, 4])], ids=["gathers", "does-not"])
 def test_a_free_worker_waits_for_a_fuller_batch_while_the_other_is_busy(tiny_classifier, gather_ms, expected):
     import threading
 
@@ -477,7 +479,9 @@ def test_a_free_worker_waits_for_a_fuller_batch_while_the_other_is_busy(tiny_cla
     def on_batch(rows: int, seconds: float) -> None:
         sizes.append(rows)
         if len(sizes) == 1:
-            release.wait(10)  # the first worker stays busy until every request is queued
+            release.wait(20)  # the first worker stays busy until the other has run a batch
+        else:
+            release.set()
 
     async def run():
         batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
@@ -489,14 +493,70 @@ def test_a_free_worker_waits_for_a_fuller_batch_while_the_other_is_busy(tiny_cla
             waiting = [asyncio.ensure_future(batcher.submit(["one more"]))]
             await asyncio.sleep(0.2)  # without gathering, the free worker runs this one alone
             waiting.append(asyncio.ensure_future(batcher.submit(["and", "four", "more", "texts"])))
-            await asyncio.sleep(0.2)
-            release.set()
-            await asyncio.gather(busy, *waiting)
+            # Gathering stops at gather_texts (5 queued), not at the end of the 60 s window.
+            await asyncio.wait_for(asyncio.gather(busy, *waiting), timeout=15)
         finally:
+            release.set()
             await batcher.close()
 
     asyncio.run(run())
     assert sorted(sizes) == sorted(expected)
+
+
+def test_texts_left_for_an_idle_worker_do_not_wait_to_gather(tiny_classifier):
+    from textgate.serve.batcher import Batcher
+
+    sizes: list[int] = []
+
+    async def run():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
+                          gather_ms=60_000, gather_texts=64, on_batch=lambda rows, seconds: sizes.append(rows))
+        batcher.start()
+        try:  # the first worker takes half and leaves half: the idle one runs it at once
+            await asyncio.wait_for(asyncio.gather(*(batcher.submit([f"text {i}"]) for i in range(8))), timeout=15)
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert sorted(sizes) == [4, 4]
+
+
+def test_close_finishes_a_gathering_worker_and_a_lone_worker(tiny_classifier):
+    import threading
+
+    from textgate.serve.batcher import Batcher
+
+    release = threading.Event()
+    seen: list[int] = []
+
+    def hold_first(rows: int, seconds: float) -> None:
+        seen.append(rows)
+        if len(seen) == 1:
+            release.wait(20)
+
+    async def gathering():
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100, workers=2,
+                          gather_ms=60_000, gather_texts=64, on_batch=hold_first)
+        batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(["held"]))
+        await asyncio.sleep(0.2)
+        second = asyncio.ensure_future(batcher.submit(["gathered"]))  # the free worker waits for more
+        await asyncio.sleep(0.2)
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.2)
+        release.set()
+        return await asyncio.wait_for(asyncio.gather(busy, second, closing), timeout=15)
+
+    async def lone():  # close() before the only worker has even woken up for the queued text
+        batcher = Batcher(tiny_classifier, token_budget=4096, max_queue_texts=100)
+        batcher.start()
+        queued = asyncio.ensure_future(batcher.submit(["queued"]))
+        closing = asyncio.ensure_future(batcher.close())
+        return (await asyncio.wait_for(asyncio.gather(queued, closing), timeout=15))[0]
+
+    held, gathered, _ = asyncio.run(gathering())
+    assert held.probabilities.shape == gathered.probabilities.shape == (1, 3)
+    assert asyncio.run(lone()).probabilities.shape == (1, 3)
 
 
 def test_an_idle_batcher_never_waits_to_gather(tiny_classifier):
@@ -514,8 +574,8 @@ def test_an_idle_batcher_never_waits_to_gather(tiny_classifier):
     assert asyncio.run(run()).probabilities.shape == (1, 3)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
 def test_worker_cores_are_disjoint_and_workers_run_pinned(tiny_classifier, monkeypatch):
-    import os
 
     from textgate.serve import batcher as batcher_module
     from textgate.serve.batcher import Batcher, worker_cores
@@ -527,7 +587,7 @@ def test_worker_cores_are_disjoint_and_workers_run_pinned(tiny_classifier, monke
         assert worker_cores(2, 1) == [[0], [1]]
         assert worker_cores(3, 2) is None  # not enough cores: no pinning
     seen: list[set[int]] = []
-    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # a user's own setting comes back after close()
 
     async def run():
         batcher = Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, worker_cores=[[allowed[-1]]],
@@ -541,9 +601,14 @@ def test_worker_cores_are_disjoint_and_workers_run_pinned(tiny_classifier, monke
 
     assert asyncio.run(run()) == "false"  # the Rust tokenizer's thread pool stays off while serving
     assert seen == [{allowed[-1]}] and os.sched_getaffinity(0) == set(allowed)
-    assert os.environ.get("TOKENIZERS_PARALLELISM") == before
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == "true"
     with pytest.raises(ValueError, match="2 core sets for 1 workers"):
         Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, worker_cores=[[0], [1]])
+    with pytest.raises(ValueError, match="gather_ms must be >= 0.*Got -1"):
+        Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, gather_ms=-1)
+    with pytest.raises(ValueError, match="gather_texts must be >= 1. Got 0"):
+        Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, gather_texts=0)
+    assert Batcher(tiny_classifier, token_budget=256, max_queue_texts=10, gather_texts=64).gather_texts == 10
 
 
 def test_split_threads_shares_the_cores():

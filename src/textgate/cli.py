@@ -395,9 +395,9 @@ def audit() -> None:
               help="Probabilities by stratified k-fold logistic regression on MODEL's frozen embeddings.")
 @click.option("--folds", default=5, show_default=True, help="Folds for --k-fold.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the --k-fold split.")
-@click.option("--kfold-c", "kfold_c", type=float,
-              help="Inverse L2 strength of the --k-fold head (default: whichever of 0.001, 0.003, 0.01, 0.03, 0.1 "
-                   "gives the lowest out-of-fold NLL).")
+@click.option("--kfold-c", "kfold_c", type=click.FloatRange(min=0, min_open=True),
+              help="Inverse L2 strength of the --k-fold head (default: the C of textgate.audit.KFOLD_C_GRID "
+                   "with the lowest out-of-fold NLL; docs/audit.md).")
 @click.option("--method", type=click.Choice(["confident-learning", "loss"]), default="confident-learning",
               show_default=True, help="How to rank and how many to flag.")
 @click.option("--ranked-by", type=click.Choice(["normalized_margin", "self_confidence"]),
@@ -428,8 +428,8 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     if kfold_c is not None and not k_fold:
         raise click.UsageError("--kfold-c sets the --k-fold head; add --k-fold or leave --kfold-c out.")
     dataset, probabilities, names, source = _audit_probabilities(
-        model, data, pred_probs, label_names, k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c, text_col=text_col,
-        label_col=label_col, run_options=run_options)
+        model, data, pred_probs, label_names, k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c,
+        text_col=text_col, label_col=label_col, run_options=run_options)
     result = audit_labels(label_ids(dataset.labels, names, field=label_col), probabilities, label_names=names,
                           method=method.replace("-", "_"), ranked_by=ranked_by, top=top)
     summary = audit_summary(result, probabilities=source, data={

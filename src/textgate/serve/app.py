@@ -111,6 +111,7 @@ class ModelInfo(BaseModel):
     settings: dict[str, Any]
     guard: dict[str, Any]
     limits: dict[str, Any]
+    inference: dict[str, Any]
     logging: dict[str, Any]
     drift_reference: dict[str, float] | None
     shadow: ModelRef | None
@@ -341,6 +342,8 @@ class _Service:
                 "token_budget", "max_queue_texts", "max_texts_per_request", "max_chars_per_text",
                 "max_body_bytes", "request_timeout_s")},
             "inference": {"workers": self.batcher.workers, "torch_threads_per_worker": self.batcher.torch_threads,
+                          "worker_cores": self.batcher.worker_cores, "gather_ms": config.gather_ms,
+                          "gather_texts": config.gather_texts,
                           "forward": "packed (padding-free)" if self.batcher.packed else "padded"},
             "logging": {"enabled": self.writer is not None, "log_text": config.log_text, "log_ack": config.log_ack},
             "drift_reference": reference,

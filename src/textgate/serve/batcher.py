@@ -9,7 +9,7 @@ at the queue; forward passes only read the weights, so they may run at once, whi
 (the fast tokenizer re-applies its settings on each call) and the shadow take turns. A free
 worker takes its share of the queue (all of it when the others are busy, half when one other is
 idle); while another worker is busy it first waits up to ``gather_ms`` for ``gather_texts``
-texts, because a 1-text pass costs 1.6x a 16-text pass per text (benchmarks/serve_load.py). A request's future is
+texts, because a 1-text pass costs 1.7x a 16-text pass per text (benchmarks/packed_batch_size.py). A request's future is
 resolved as soon as its last row is done, so a short request need not wait for a long
 neighbour's last batch. Under load the queue fills while the model runs and the next pass is
 larger; with one request in flight there is no added delay at all.
@@ -107,9 +107,12 @@ class Batcher:
         another worker is busy (0: never waits)."""
         from textgate.infer import _can_pack
 
-        if token_budget < 1 or max_queue_texts < 1 or workers < 1 or gather_texts < 1 or gather_ms < 0:
-            raise ValueError("token_budget, max_queue_texts, workers and gather_texts must be positive, "
-                             "gather_ms must not be negative")
+        for name, value in (("token_budget", token_budget), ("max_queue_texts", max_queue_texts),
+                            ("workers", workers), ("gather_texts", gather_texts)):
+            if value < 1:
+                raise ValueError(f"Batcher {name} must be >= 1. Got {value}.")
+        if gather_ms < 0:
+            raise ValueError(f"Batcher gather_ms must be >= 0 (0: never wait for a fuller batch). Got {gather_ms}.")
         if worker_cores is not None and len(worker_cores) != workers:
             raise ValueError(f"worker_cores names {len(worker_cores)} core sets for {workers} workers")
         self.classifier, self.shadow = classifier, shadow
@@ -122,8 +125,9 @@ class Batcher:
         self.workers, self.torch_threads = workers, torch_threads
         self._threads_before: int | None = None
         self._worker_tasks: list[asyncio.Task] = []
-        self.gather_s, self.gather_texts = gather_ms / 1000, gather_texts
-        self._worker_cores = [tuple(cores) for cores in worker_cores] if worker_cores else None
+        # A queue that cannot hold gather_texts would make a free worker always wait the window out.
+        self.gather_s, self.gather_texts = gather_ms / 1000, min(gather_texts, max_queue_texts)
+        self.worker_cores = [list(cores) for cores in worker_cores] if worker_cores else None
         self._worker_index = itertools.count()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="textgate-infer",
                                             initializer=self._pin_thread)
@@ -133,7 +137,8 @@ class Batcher:
         self._shadow_lock = threading.Lock()
         self._closing = False
         self._busy = 0  # workers running a cycle
-        self._tokenizers_parallelism_before: str | None = None
+        self._handoff = False  # the last worker to take left texts behind for an idle one
+        self._environment_before: dict[str, str | None] | None = None
         self.packed = _can_pack(classifier) if packed is None else packed
         if self.packed and not _can_pack(classifier):
             raise ValueError("packed=True, but this classifier's layout is not supported by textgate.packed")
@@ -149,7 +154,8 @@ class Batcher:
             torch.set_num_threads(self.torch_threads)
         # The Rust tokenizer's own thread pool only competes with the workers for the cores:
         # tokenizing takes turns anyway and micro-batches are small.
-        self._tokenizers_parallelism_before = os.environ.get(TOKENIZERS_PARALLELISM)
+        if self._environment_before is None:
+            self._environment_before = {TOKENIZERS_PARALLELISM: os.environ.get(TOKENIZERS_PARALLELISM)}
         os.environ[TOKENIZERS_PARALLELISM] = "false"
         loop = asyncio.get_running_loop()
         self._worker_tasks = [loop.create_task(self._work(), name=f"textgate-batcher-{i}")
@@ -167,10 +173,12 @@ class Batcher:
             import torch
 
             torch.set_num_threads(self._threads_before)
-        if self._tokenizers_parallelism_before is None:
-            os.environ.pop(TOKENIZERS_PARALLELISM, None)
-        else:
-            os.environ[TOKENIZERS_PARALLELISM] = self._tokenizers_parallelism_before
+        for name, value in (self._environment_before or {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._environment_before = None
 
     @property
     def queue_depth(self) -> int:
@@ -212,12 +220,12 @@ class Batcher:
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._closing and not self._queue:
+                self._wakeup.set()  # let the other workers see it too
+                return
             await self._wakeup.wait()
             self._wakeup.clear()
             if not self._queue:
-                if self._closing:
-                    self._wakeup.set()  # let the other workers see it too
-                    return
                 continue
             await self._gather()
             if not self._queue:
@@ -242,9 +250,11 @@ class Batcher:
     async def _gather(self) -> None:
         """While another worker is busy, wait up to ``gather_s`` for ``gather_texts`` texts:
         under load, requests arrive in bursts as a pass finishes, and a free worker that takes
-        the first one alone runs a 1-text pass. With every worker idle, nothing waits."""
+        the first one alone runs a 1-text pass. Texts that a worker left for an idle one
+        (``_handoff``) and a batcher with every worker idle never wait."""
         deadline = time.perf_counter() + self.gather_s
-        while self._busy and not self._closing and self._queued_texts < self.gather_texts:
+        while (self._busy and not self._handoff and not self._closing
+               and self._queued_texts < self.gather_texts):
             left = deadline - time.perf_counter()
             if left <= 0:
                 return
@@ -263,15 +273,16 @@ class Batcher:
             jobs.append(job)
             taken += len(job.texts)
         self._set_depth(self._queued_texts - taken)
+        self._handoff = bool(self._queue)  # the rest is an idle worker's share: it must not wait
         return jobs
 
     def _pin_thread(self) -> None:
         """Executor initializer: pin this worker thread to its cores, so that two busy workers
         stay on separate cores instead of queueing behind each other on one."""
         index = next(self._worker_index)
-        if self._worker_cores is not None and hasattr(os, "sched_setaffinity"):
+        if self.worker_cores is not None and hasattr(os, "sched_setaffinity"):
             with contextlib.suppress(OSError):  # a cpuset changed under us: run unpinned
-                os.sched_setaffinity(threading.get_native_id(), self._worker_cores[index % len(self._worker_cores)])
+                os.sched_setaffinity(threading.get_native_id(), self.worker_cores[index % len(self.worker_cores)])
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
