@@ -36,7 +36,13 @@ from textgate.errors import DataError
 from textgate.guard import REASONS, Guard, GuardedPrediction
 from textgate.model import Classifier
 from textgate.predictions import Predictions
-from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull, split_threads, worker_cores
+from textgate.serve.batcher import (
+    Batcher,
+    BatcherClosed,
+    QueueFull,
+    split_threads,
+    worker_cores,
+)
 from textgate.serve.config import ServeConfig, reference_shares
 from textgate.serve.metrics import NO_LABEL, LabelDrift, ServeMetrics, ShadowTracker
 
