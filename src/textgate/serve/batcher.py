@@ -1,18 +1,17 @@
 """Micro-batching: many small requests, one model, large forward passes.
 
 Like text-embeddings-inference's queue: each request puts its texts on a bounded queue and
-awaits a future. A worker thread takes *everything* queued whenever it is free, tokenizes it
-in one call, and packs the texts length-sorted into forward batches bounded by the token
-budget (the same planner and forward as ``textgate.infer``; padding-free for BERT classifiers,
-see ``textgate.packed``). ``workers`` threads (default 2, see :func:`split_threads`) take turns
-at the queue; forward passes only read the weights, so they may run at once, while tokenizing
-(the fast tokenizer re-applies its settings on each call) and the shadow take turns. A free
-worker takes its share of the queue (all of it when the others are busy, half when one other is
-idle); while another worker is busy it first waits up to ``gather_ms`` for ``gather_texts``
-texts, because a 1-text pass costs 1.7x a 16-text pass per text (benchmarks/packed_batch_size.py). A request's future is
-resolved as soon as its last row is done, so a short request need not wait for a long
-neighbour's last batch. Under load the queue fills while the model runs and the next pass is
-larger; with one request in flight there is no added delay at all.
+awaits a future. A free worker thread takes its share of what is queued (all of it when the
+other workers are busy, half when one other is idle), tokenizes it in one call, and packs the
+texts length-sorted into forward batches bounded by the token budget (the same planner and
+forward as ``textgate.infer``; padding-free for BERT classifiers, see ``textgate.packed``).
+``workers`` threads (default 2, see :func:`split_threads`) share the queue; forward passes only
+read the weights, so they may run at once, while tokenizing (the fast tokenizer re-applies its
+settings on each call) and the shadow take turns. While another worker is busy, a free one
+first waits up to ``gather_ms`` for ``gather_texts`` texts, because a 1-text pass costs 1.6x a
+16-text pass per text (benchmarks/packed_batch_size.py). A request's future is resolved as soon
+as its last row is done, so a short request need not wait for a long neighbour's last batch.
+With one request in flight and the workers idle there is no added delay at all.
 
 A full queue (``max_queue_texts`` texts waiting) raises :class:`QueueFull` at once; the HTTP
 layer turns it into 503 with ``Retry-After``. A shadow model, if any, runs on the same texts
@@ -78,7 +77,7 @@ class _Job:
 
 
 class Batcher:
-    """Queue + single inference thread for one classifier (and an optional shadow)."""
+    """Queue + inference worker threads for one classifier (and an optional shadow)."""
 
     def __init__(
         self,
