@@ -219,6 +219,8 @@ def _machine() -> str:
 
 
 def write_section(r: dict, command: str) -> None:
+    from textgate.audit import KFOLD_C_GRID
+
     t = r["timing"]
     lines = [MARK_START, f"Measured {r['date']}: {r['machine']}. {t['n_tweets']:,} TweetEval test tweets, demo "
              f"classifier (accuracy {r['model_accuracy']:.1%} on the original labels), seed {r['seed']}, "
@@ -262,7 +264,7 @@ def write_section(r: dict, command: str) -> None:
               f"Run time: audit core on {t['n_tweets']:,} tweets {t['core_tweets_cl_s']} s (confident learning) / "
               f"{t['core_tweets_loss_s']} s (loss); on {SYNTHETIC_N:,} synthetic examples {t['core_100k_cl_s']} s / "
               f"{t['core_100k_loss_s']} s (median of 3). Model probabilities {t['predict_s']} s, embeddings "
-              f"{t['embed_s']} s, one {r['folds']}-fold k-fold over its 5 candidate C values {t['kfold_s']} s (once "
+              f"{t['embed_s']} s, one {r['folds']}-fold k-fold over its {len(KFOLD_C_GRID)} candidate C values {t['kfold_s']} s (once "
               "each per audit).", MARK_END]
     path = REPO / "BENCHMARKS.md"
     text = path.read_text()
