@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -266,13 +267,7 @@ def write_section(r: dict, command: str) -> None:
               f"{t['core_100k_loss_s']} s (median of 3). Model probabilities {t['predict_s']} s, embeddings "
               f"{t['embed_s']} s, one {r['folds']}-fold k-fold over its {len(KFOLD_C_GRID)} candidate C values {t['kfold_s']} s (once "
               "each per audit).", MARK_END]
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    if MARK_START not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION_HEADING}\n\n{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING, path=REPO / "BENCHMARKS.md")
 
 
 def main() -> None:

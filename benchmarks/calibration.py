@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -158,13 +159,8 @@ def write_section(r: dict, command: str) -> None:
               (f"Change vs the uncalibrated model on the same {mc['rows']:,} tweets, paired bootstrap 95% intervals "
                f"(2000 resamples): " + " | ".join(changes) + ".")]
     lines.append(MARK_END)
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    if MARK_START not in text:
-        text = text.rstrip("\n") + f"\n\n## Calibration (issue 5)\n\n{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Calibration (issue 5)",
+                    path=REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

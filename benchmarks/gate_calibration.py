@@ -43,6 +43,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -424,13 +425,7 @@ def _checks(failed: dict) -> str:
 def write_section(r: dict, command: str) -> None:
     lines = [MARK_START, *section_header(r, command), "", "| figure | value | target | |", "|---|---|---|---|",
              *section_rows(r), "", *section_notes(r), MARK_END]
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if MARK_START not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION_HEADING}\n\n{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING, path=REPO / "BENCHMARKS.md")
 
 
 def section_header(r: dict, command: str) -> list[str]:

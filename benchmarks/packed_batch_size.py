@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -66,14 +67,8 @@ def write_section(result: dict, command: str) -> None:
     lines += [f"| {r['batch']} | {r['ms_per_text']} | {r['texts_per_s']} | {r['ms_per_text'] / base:.2f}x |"
               for r in result["rows"]]
     lines.append(MARK_END)
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    if MARK_START not in text:
-        anchor = "<!-- serve-load:end -->"
-        text = text.replace(anchor, f"{anchor}\n\n{MARK_START}\n{MARK_END}", 1)
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Serving load (issue 4)",
+                    after="<!-- serve-load:end -->", path=REPO / "BENCHMARKS.md")
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -218,13 +219,8 @@ def write_section(r: dict, command: str) -> None:
               f"server RSS {s['rss_start_mb']} MB -> {s['rss_end_mb']} MB ({100 * s['rss_change']:+.1f}%).", "",
               "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in r["verdict"].items()) + ".",
               MARK_END]
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text()
-    if MARK_START not in text:
-        text += f"\n## Serving load (issue 4)\n\n{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Serving load (issue 4)",
+                    path=REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

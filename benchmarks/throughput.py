@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
@@ -180,11 +181,7 @@ def write_section(r: dict, command: str) -> None:
         f"fp32 GEMM peak use counting only real (unpadded) tokens: {100 * f32['peak_fraction_useful_tokens']:.0f}%.",
         MARK_END,
     ]
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n## Throughput\n\n{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    path.write_text(head + "\n".join(lines) + tail)
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Throughput", path=REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":
