@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from textgate.errors import ConfigError, DataError
+from textgate.metrics import _check_class_id_values
 
 __all__ = [
     "AUDIT_METHODS",
@@ -154,14 +155,7 @@ def validate_audit_inputs(
                         "file change after the probabilities were computed?).", field="labels")
     if n == 0:
         raise DataError("labels and probabilities are empty; an audit needs at least one example.", field="labels")
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise DataError(f"labels must be integer class ids 0..{k - 1}; got dtype {ids.dtype}. Convert label "
-                        "names with label_ids(names, label_names).", field="labels")
-    bad = np.flatnonzero((ids < 0) | (ids >= k))
-    if bad.size:
-        raise DataError(f"labels must be class ids in 0..{k - 1} (one per probability column); row {bad[0]} "
-                        f"has {ids[bad[0]]} ({bad.size} rows out of range). Check that the probabilities have "
-                        "a column for every class.", field="labels", row=int(bad[0]))
+    _check_class_id_values(ids, k, columns="probabilities")
     probs = probs.astype(np.float64)
     rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))
     if rows.size:

@@ -53,6 +53,7 @@ from textgate.metrics import (
     NLL_CLIP,
     CalibrationMetrics,
     _calibration,
+    _check_class_id_values,
     _check_label_names,
     _check_probabilities,
     _check_same_length,
@@ -330,13 +331,7 @@ def _check_class_ids(labels: Any, n: int, k: int) -> np.ndarray:
     if y.ndim != 1:
         raise DataError(f"labels must be a 1-D array of class ids; got shape {y.shape}.", field="labels")
     _check_same_length(n, y.size, "labels")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"labels must be integer class ids 0..{k - 1}; got dtype {y.dtype}. Encode "
-                        "label names with label_names.index(name).", field="labels")
-    bad = np.flatnonzero((y < 0) | (y >= k))
-    if bad.size:
-        raise DataError(f"labels must be class ids in 0..{k - 1} (one per logits column); rows "
-                        f"{bad[:5].tolist()} hold {y[bad[:5]].tolist()}.", field="labels")
+    _check_class_id_values(y, k, columns="logits")
     return y.astype(np.int64)
 
 

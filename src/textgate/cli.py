@@ -28,6 +28,18 @@ def _stderr() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def _emit_report(report: Any, as_json: Any, *, output_format: str, out_dir: Path | None,
+                 write_reports: Any, render_terminal: Any) -> None:
+    """Write the report's files to ``out_dir`` (when given), then print it as JSON or for the terminal."""
+    if out_dir is not None:
+        for path in write_reports(report, out_dir):
+            _say(f"wrote {path}")
+    if output_format == "json":
+        click.echo(json.dumps(as_json, indent=2, allow_nan=False))
+    else:
+        render_terminal(report, _stdout_console())
+
+
 def _stdout_console() -> Any:
     """Rich console for reports; CI logs (not a terminal) get a width that fits the tables."""
     from rich.console import Console
@@ -125,13 +137,8 @@ def eval_command(args: tuple[str, ...], predictions_path: Path | None, slice_fla
     else:
         dataset, predictions = _load_for_eval(predictions_path, data, text_col, label_col)
     report = evaluate(dataset, predictions, slices=slices)
-    if out_dir is not None:
-        for path in write_eval_reports(report, out_dir):
-            _say(f"wrote {path}")
-    if output_format == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        render_terminal(report, _stdout_console())
+    _emit_report(report, report.to_dict(), output_format=output_format, out_dir=out_dir,
+                 write_reports=write_eval_reports, render_terminal=render_terminal)
 
 
 @cli.command()
@@ -164,13 +171,8 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
     _quiet_transformers()
     run = run_gate(config, cache=cache, progress=progress, say=_say)
     report = gate_report_dict(run)
-    if out_dir is not None:
-        for path in write_gate_reports(report, out_dir):
-            _say(f"wrote {path}")
-    if output_format == "json":
-        click.echo(json.dumps(report, indent=2, allow_nan=False))
-    else:
-        render_gate_terminal(report, _stdout_console())
+    _emit_report(report, report, output_format=output_format, out_dir=out_dir,
+                 write_reports=write_gate_reports, render_terminal=render_gate_terminal)
     if run.result.exit_code:
         raise click.exceptions.Exit(EXIT_GATE_FAILED)
 
@@ -238,13 +240,8 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
                            data_fingerprint=dataset.fingerprint)
     report = calibration_report_dict(result, model=inputs["model"], data=inputs["data"], mc_dropout=mc,
                                      mc_seed=seed if mc else None, calibration_file=str(out_path))
-    if report_dir is not None:
-        for path in write_calibration_reports(report, report_dir):
-            _say(f"wrote {path}")
-    if output_format == "json":
-        click.echo(json.dumps(report, indent=2, allow_nan=False))
-    else:
-        render_calibration_terminal(report, _stdout_console())
+    _emit_report(report, report, output_format=output_format, out_dir=report_dir,
+                 write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
     _say(f"wrote {out_path} (T = {result.temperature:.4f}); apply it with calibration = \"{out_path.name}\" "
          "in a ModelSpec (the path is relative to the ModelSpec file)")
 

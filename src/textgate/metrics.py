@@ -272,6 +272,18 @@ def _check_same_length(n_true: int, n_other: int, name: str) -> None:
                         field=name)
 
 
+def _check_class_id_values(ids: np.ndarray, k: int, *, columns: str) -> None:
+    """``ids`` (labels as class ids) are integers in 0..k-1; ``columns`` names what they index."""
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise DataError(f"labels must be integer class ids 0..{k - 1}; got dtype {ids.dtype}. Convert label "
+                        "names to their column index first (textgate.audit.label_ids).", field="labels")
+    bad = np.flatnonzero((ids < 0) | (ids >= k))
+    if bad.size:
+        raise DataError(f"labels must be class ids in 0..{k - 1} (one per {columns} column); rows "
+                        f"{bad[:5].tolist()} hold {ids[bad[:5]].tolist()} ({bad.size} out of range). Check that "
+                        f"the {columns} have a column for every class.", field="labels", row=int(bad[0]))
+
+
 def _check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
     p = np.asarray(probabilities, dtype=np.float64)
     if p.shape != (n, k):
