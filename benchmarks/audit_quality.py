@@ -65,13 +65,16 @@ def plant_noise(labels: np.ndarray, scenario: str, rng: np.random.Generator, nam
     return noisy, np.sort(rows)
 
 
-def scores_for_ranking(method: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Issue score of every example under the method's ranking (higher = more likely wrong)."""
+def ranking(method: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Every example's row, most likely wrong first, under the method's ranking score."""
     if method == "loss":
-        return -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12))
-    from cleanlab.rank import get_label_quality_scores
+        scores = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12))
+    else:
+        from cleanlab.rank import get_label_quality_scores
 
-    return 1 - get_label_quality_scores(labels, probs / probs.sum(axis=1, keepdims=True), method="normalized_margin")
+        scores = 1 - get_label_quality_scores(labels, probs / probs.sum(axis=1, keepdims=True),
+                                              method="normalized_margin")
+    return np.argsort(-scores, kind="stable")
 
 
 def evaluate(method: str, labels: np.ndarray, probs: np.ndarray, planted: np.ndarray, names, pre: set[int]) -> dict:
@@ -83,25 +86,25 @@ def evaluate(method: str, labels: np.ndarray, probs: np.ndarray, planted: np.nda
     precision = hits / len(flagged) if flagged else 0.0
     recall = hits / len(planted) if len(planted) else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    p_at_k = hits_at_k(method, labels, probs, planted)
+    order = ranking(method, labels, probs)
+    p_at_k = hits_at_k(order, planted)
     explained = len(flagged & (set(planted.tolist()) | pre)) / len(flagged) if flagged else 0.0
-    recall_at_target = recall_at_precision(method, labels, probs, planted)
+    recall_at_target = recall_at_precision(order, planted)
     return {"flagged": len(flagged), "estimated": result.estimated_issues, "precision": round(precision, 3),
             "recall": round(recall, 3), "f1": round(f1, 3), "precision_at_k": round(p_at_k, 3),
             "precision_planted_or_preexisting": round(explained, 3),
             "recall_at_precision_0.6": round(recall_at_target, 3), "_flagged": flagged}
 
 
-def recall_at_precision(method: str, labels: np.ndarray, probs: np.ndarray, planted: np.ndarray) -> float:
+def recall_at_precision(order: np.ndarray, planted: np.ndarray) -> float:
     """The best cut of the ranking for the target: the most recall with precision >= 0.6."""
-    order = np.argsort(-scores_for_ranking(method, labels, probs), kind="stable")
     hits_at = np.cumsum(np.isin(order, planted))
     ok = hits_at / np.arange(1, len(order) + 1) >= TARGET["precision"]
     return float(hits_at[ok].max() / len(planted)) if ok.any() else 0.0
 
 
-def hits_at_k(method: str, labels: np.ndarray, probs: np.ndarray, planted: np.ndarray) -> float:
-    top = np.argsort(-scores_for_ranking(method, labels, probs), kind="stable")[: len(planted)]
+def hits_at_k(order: np.ndarray, planted: np.ndarray) -> float:
+    top = order[: len(planted)]
     return len(set(top.tolist()) & set(planted.tolist())) / len(planted)
 
 
@@ -205,9 +208,9 @@ def target_spread(clean: np.ndarray, names, noise_seeds: list[int], kfold, kfold
         probs = kfold(noisy)
         row = {"noise_seed": noise_seed}
         for method, source in (("confident_learning", probs), ("loss", probs), ("ceiling", kfold_clean)):
-            ranking = "loss" if method == "ceiling" else method
-            row[method] = {"recall_at_precision_0.6": round(recall_at_precision(ranking, noisy, source, planted), 3),
-                           "precision_at_k": round(hits_at_k(ranking, noisy, source, planted), 3)}
+            order = ranking("loss" if method == "ceiling" else method, noisy, source)
+            row[method] = {"recall_at_precision_0.6": round(recall_at_precision(order, planted), 3),
+                           "precision_at_k": round(hits_at_k(order, planted), 3)}
         spread.append(row)
         print(row, file=sys.stderr)
     return spread
@@ -267,7 +270,7 @@ def write_section(r: dict, command: str) -> None:
               f"{t['core_100k_loss_s']} s (median of 3). Model probabilities {t['predict_s']} s, embeddings "
               f"{t['embed_s']} s, one {r['folds']}-fold k-fold over its {len(KFOLD_C_GRID)} candidate C values {t['kfold_s']} s (once "
               "each per audit).", MARK_END]
-    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING, path=REPO / "BENCHMARKS.md")
+    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING)
 
 
 def main() -> None:

@@ -425,7 +425,7 @@ def _checks(failed: dict) -> str:
 def write_section(r: dict, command: str) -> None:
     lines = [MARK_START, *section_header(r, command), "", "| figure | value | target | |", "|---|---|---|---|",
              *section_rows(r), "", *section_notes(r), MARK_END]
-    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING, path=REPO / "BENCHMARKS.md")
+    replace_section(lines, start=MARK_START, end=MARK_END, heading=SECTION_HEADING)
 
 
 def section_header(r: dict, command: str) -> list[str]:

@@ -68,7 +68,7 @@ def write_section(result: dict, command: str) -> None:
               for r in result["rows"]]
     lines.append(MARK_END)
     replace_section(lines, start=MARK_START, end=MARK_END, heading="## Serving load (issue 4)",
-                    after="<!-- serve-load:end -->", path=REPO / "BENCHMARKS.md")
+                    after="<!-- serve-load:end -->")
 
 
 def main() -> None:

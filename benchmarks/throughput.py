@@ -181,7 +181,7 @@ def write_section(r: dict, command: str) -> None:
         f"fp32 GEMM peak use counting only real (unpadded) tokens: {100 * f32['peak_fraction_useful_tokens']:.0f}%.",
         MARK_END,
     ]
-    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Throughput", path=REPO / "BENCHMARKS.md")
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Throughput")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ __all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_thread
 logger = logging.getLogger(__name__)
 
 TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
+_NOT_SAVED = object()  # close() without start(): leave the environment alone
 
 
 class QueueFull(TextgateError, RuntimeError):
@@ -90,16 +91,14 @@ class Batcher:
         on_queue_depth: Callable[[int], None] | None = None,
         on_shadow: Callable[[Sequence[str], Sequence[str]], None] | None = None,
         on_shadow_error: Callable[[], None] | None = None,
-        packed: bool | None = None,
         workers: int = 1,
         torch_threads: int | None = None,
         worker_cores: Sequence[Sequence[int]] | None = None,
         gather_ms: float = 0.0,
         gather_texts: int = 16,
     ):
-        """``packed``: run the padding-free forward (textgate.packed); None: whenever the
-        classifier supports it. ``token_budget`` then bounds real tokens, not padded ones.
-        ``workers``: inference threads taking turns at the queue; ``torch_threads``: torch's
+        """Batches run padding-free (textgate.packed) whenever the classifier supports it;
+        ``token_budget`` then bounds real tokens, not padded ones. ``workers``: inference threads taking turns at the queue; ``torch_threads``: torch's
         thread count while the batcher runs (restored by :meth:`close`); see :func:`split_threads`.
         ``worker_cores``: CPU cores each worker thread is pinned to (see :func:`worker_cores`).
         ``gather_ms``/``gather_texts``: how long a free worker waits for a fuller batch while
@@ -137,10 +136,8 @@ class Batcher:
         self._closing = False
         self._busy = 0  # workers running a cycle
         self._handoff = False  # the last worker to take left texts behind for an idle one
-        self._environment_before: dict[str, str | None] | None = None
-        self.packed = _can_pack(classifier) if packed is None else packed
-        if self.packed and not _can_pack(classifier):
-            raise ValueError("packed=True, but this classifier's layout is not supported by textgate.packed")
+        self._parallelism_before: str | None | object = _NOT_SAVED
+        self.packed = _can_pack(classifier)
 
     # -- lifecycle (call from the event loop) ---------------------------------------------
 
@@ -153,8 +150,8 @@ class Batcher:
             torch.set_num_threads(self.torch_threads)
         # The Rust tokenizer's own thread pool only competes with the workers for the cores:
         # tokenizing takes turns anyway and micro-batches are small.
-        if self._environment_before is None:
-            self._environment_before = {TOKENIZERS_PARALLELISM: os.environ.get(TOKENIZERS_PARALLELISM)}
+        if self._parallelism_before is _NOT_SAVED:
+            self._parallelism_before = os.environ.get(TOKENIZERS_PARALLELISM)
         os.environ[TOKENIZERS_PARALLELISM] = "false"
         loop = asyncio.get_running_loop()
         self._worker_tasks = [loop.create_task(self._work(), name=f"textgate-batcher-{i}")
@@ -172,12 +169,11 @@ class Batcher:
             import torch
 
             torch.set_num_threads(self._threads_before)
-        for name, value in (self._environment_before or {}).items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._environment_before = None
+        if self._parallelism_before is None:
+            os.environ.pop(TOKENIZERS_PARALLELISM, None)
+        elif self._parallelism_before is not _NOT_SAVED:
+            os.environ[TOKENIZERS_PARALLELISM] = self._parallelism_before
+        self._parallelism_before = _NOT_SAVED
 
     @property
     def queue_depth(self) -> int:
