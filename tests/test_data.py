@@ -177,6 +177,16 @@ def test_missing_label_column_is_fine_when_labels_are_not_required(tmp_path):
         write_csv(tmp_path / "e.csv", ["text", "label"], [["a", "x"], ["b", "y"]])).fingerprint
 
 
+def test_label_col_none_reads_the_texts_only(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "not-a-label"], ["b", "1"]])
+    dataset = read_dataset(path, label_col=None)
+    assert (dataset.texts, dataset.labels, dataset.label_names) == (("a", "b"), None, ())
+    assert dataset.columns == {"label": ("not-a-label", "1")}
+    te = write_tweeteval(tmp_path / "te", ["x", "y"], [0, 1])
+    (te.parent / "mapping.txt").write_text("not a mapping\n")  # not read either
+    assert read_dataset(te, label_col=None).labels is None
+
+
 # --- TweetEval pairs -----------------------------------------------------------------------
 
 def test_tweeteval_trailing_newline_adds_no_row_but_inner_blank_line_is_an_example(tmp_path):

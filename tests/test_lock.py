@@ -14,7 +14,7 @@ from conftest import DEMO, LABELS, write_tiny_classifier
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
 from textgate.config import dump_toml
-from textgate.errors import DataError, ModelLoadError
+from textgate.errors import ConfigError, DataError, ModelLoadError
 from textgate.lock import (
     PROBES,
     LockedCanary,
@@ -246,6 +246,19 @@ def test_a_real_flip_counts(capsys):
                           rows=[["neutral", 0.1, 0.6, 0.3]])
     result = _compare_canary(locked, _fake_predictions([["", 0.1, 0.3, 0.6]]), ["b"], LABELS)
     assert result.changed and not result.flips[0].near_tie and result.max_abs_delta == pytest.approx(0.3, abs=1e-6)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda rows: rows[:-1], r"must hold one row per canary text, 200 \(canary.texts\).* \(got 199\)"),
+    (lambda rows: [rows[0][:-1], *rows[1:]], r"row 1 has 3 values, but the lock's 3 labels .* need 4: .* \(got \["),
+], ids=["count", "width"])
+def test_canary_rows_that_do_not_match_texts_and_labels_name_the_field(locked, edit, message):
+    raw = tomllib.loads(locked.read_text())
+    raw["canary"]["rows"] = edit(raw["canary"]["rows"])
+    locked.write_text(dump_toml(raw))
+    with pytest.raises(ConfigError, match=rf"Field 'canary.rows' in .*textgate.lock: {message}") as info:
+        read_lock(locked)
+    assert info.value.field == "canary.rows"
 
 
 def test_pull_copies_verifies_and_enforces(capsys, locked_base, tmp_path):

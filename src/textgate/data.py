@@ -61,9 +61,9 @@ class Dataset:
     """One labeled (or unlabeled) dataset, rows in file order.
 
     ``labels`` is an object array of label names, or None when the file has no label column
-    and labels were not required. ``columns`` holds every column other than the text and
-    label columns. ``empty_text_rows`` are 0-based indices of empty or whitespace-only texts
-    (a missing text counts as ""); they are kept, never dropped.
+    and labels were not required (or ``label_col`` is None). ``columns`` holds every column
+    other than the text and label columns. ``empty_text_rows`` are 0-based indices of empty
+    or whitespace-only texts (a missing text counts as ""); they are kept, never dropped.
     """
 
     texts: tuple[str, ...]
@@ -72,7 +72,7 @@ class Dataset:
     columns: Mapping[str, tuple]
     path: Path
     text_col: str
-    label_col: str
+    label_col: str | None
     fingerprint: str
     empty_text_rows: tuple[int, ...]
 
@@ -93,11 +93,15 @@ def read_dataset(
     path: Path | str,
     *,
     text_col: str = "text",
-    label_col: str = "label",
+    label_col: str | None = "label",
     label_names: Sequence[str] | None = None,
     require_labels: bool = True,
 ) -> Dataset:
-    """Read a dataset file; the format follows the suffix (see ``SUPPORTED_FORMATS``)."""
+    """Read a dataset file; the format follows the suffix (see ``SUPPORTED_FORMATS``).
+
+    ``label_col=None`` reads the texts only: no labels, whatever the file holds or
+    ``require_labels`` says (a TweetEval labels or mapping file is not read).
+    """
     path = Path(path)
     known_names = _check_label_names(label_names)
     _require_file(path, what="Dataset file")
@@ -107,8 +111,8 @@ def read_dataset(
     else:
         table, mapping = _read_table(path), None
     _require_column(table, text_col, flag="--text-col", path=path)
-    has_labels = label_col in table
-    if require_labels and not has_labels:
+    has_labels = label_col is not None and label_col in table
+    if require_labels and label_col is not None and not has_labels:
         _require_column(table, label_col, flag="--label-col", path=path)
     texts = tuple(_as_text(v) for v in table[text_col])
     labels, names = None, known_names or mapping or ()
@@ -293,13 +297,15 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _read_tweeteval(
-    path: Path, *, text_col: str, label_col: str, require_labels: bool
+    path: Path, *, text_col: str, label_col: str | None, require_labels: bool
 ) -> tuple[dict[str, list[Any]], tuple[str, ...] | None]:
     """The TweetEval layout: DIR/x_text.txt, DIR/x_labels.txt, optional DIR/mapping.txt."""
     texts = _read_lines(path)
     if not texts:
         raise DataError(f"{path.name} has no rows; a dataset needs at least one example.",
                         field="path", path=path)
+    if label_col is None:
+        return {text_col: texts}, None
     mapping_path = path.with_name("mapping.txt")
     mapping = _read_mapping(mapping_path) if mapping_path.is_file() else None
     labels_path = path.with_name(path.name[: -len(_TWEETEVAL_SUFFIX)] + "_labels.txt")

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from textgate.config import dump_toml, read_toml, validate_table
 from textgate.errors import ConfigError, DataError, ModelLoadError
@@ -46,6 +47,7 @@ from textgate.model import (
     identify_model,
     library_versions,
     load_classifier,
+    load_model_spec,
     model_files,
     model_spec_from_table,
     resolve_source,
@@ -112,9 +114,9 @@ _PROBE_IDS_FULL = 64
 # The engine settings (Predictions.settings["engine"]) that say how textgate computes; the
 # others (batch count, threads, timings) describe one run and differ between machines.
 _ENGINE_KEYS = ("attention", "compute", "max_batch_size", "order")
-# The canary reads texts only; labels, if the file has any, are not needed.
-_NO_LABEL_COLUMN = "\0textgate-canary-has-no-label-column"
 BUNDLED_CANARY = "bundled"
+# How a lock that does not hang together ends its error: locks are written, not edited.
+_EDITED = "the lock was edited or cut short: re-create it with `textgate lock`"
 
 
 # --- the lock file ----------------------------------------------------------------------------
@@ -122,6 +124,13 @@ BUNDLED_CANARY = "bundled"
 
 class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _invalid(loc: tuple[str, ...], message: str, got: Any) -> ValidationError:
+    """A validation error at field ``loc`` quoting a short ``got`` (validate_table names both):
+    a ValueError from a model validator would name the whole table and quote all of it."""
+    return ValidationError.from_exception_data(
+        "Lock", [InitErrorDetails(type=PydanticCustomError("lock_table", message), loc=loc, input=got)])
 
 
 class LockedModel(_Table):
@@ -154,6 +163,13 @@ class LockedCanary(_Table):
     digest: str
     rows: list[list[Any]]  # [label, p_0, ..., p_K-1] per canary text
 
+    @model_validator(mode="after")
+    def _one_row_per_text(self) -> LockedCanary:
+        if len(self.rows) != self.texts:
+            raise _invalid(("rows",), f"must hold one row per canary text, {self.texts} (canary.texts); "
+                                      f"{_EDITED}", len(self.rows))
+        return self
+
 
 class Lock(_Table):
     """A parsed lock file. ``tokenizer``, ``settings``, ``files`` and ``versions`` are flat
@@ -168,6 +184,16 @@ class Lock(_Table):
     license: LockedLicense
     versions: dict[str, str]
     canary: LockedCanary
+
+    @model_validator(mode="after")
+    def _one_probability_per_label(self) -> Lock:
+        width = 1 + len(self.labels.label_names)
+        for i, row in enumerate(self.canary.rows, 1):
+            if len(row) != width:
+                raise _invalid(("canary", "rows"), f"row {i} has {len(row)} values, but the lock's "
+                               f"{width - 1} labels (labels.label_names) need {width}: [label, p_0, ..., "
+                               f"p_{width - 2}]; {_EDITED}", row)
+        return self
 
     def recorded_spec(self, lock_dir: Path, *, origin: str) -> ModelSpec:
         """The ModelSpec the lock was made with, its paths made relative to ``lock_dir``."""
@@ -219,10 +245,11 @@ def build_lock(
     :func:`license_failures`, as the CLI does, to refuse locking a model it does not allow.
     """
     spec = spec.model_copy(update={"lock": None})  # the lock describes files, it does not check them
-    state = _observe_static(spec)
+    identity = identify_model(spec)  # resolves the model once (a Hub id: one snapshot lookup)
+    state = _observe_static(spec, identity.source)
     licenses = state.licenses
     say(f"loading {state.source.describe()}" + (f" + adapter {spec.adapter}" if spec.adapter else ""))
-    classifier = load_classifier(spec)
+    classifier = load_classifier(identity)
     texts, source = read_canary_texts(canary_path, text_col=text_col)
     say(f"canary: {len(texts)} texts from {source}")
     predictions = _run_canary(classifier, texts, progress)
@@ -263,7 +290,7 @@ def read_canary_texts(path: Path | None, *, text_col: str = "text") -> tuple[tup
         text_col, where = "text", f"the bundled canary set ({path.name})"
     else:
         where = str(path)
-    dataset = read_dataset(path, text_col=text_col, label_col=_NO_LABEL_COLUMN, require_labels=False)
+    dataset = read_dataset(path, text_col=text_col, label_col=None)  # texts only; labels are not needed
     if not len(dataset):
         raise DataError(f"Canary file {path} has no texts; pass a file with at least one.", path=path)
     return dataset.texts, where
@@ -275,7 +302,6 @@ class _Static:
 
     source: ModelSource
     files: dict[str, str]
-    paths: dict[str, Path]
     labels: LockedLabels | None
     labels_error: str | None
     licenses: dict[str, _License]
@@ -287,23 +313,24 @@ class _License:
     reason: str  # where it came from, or why it is unknown
 
 
-def _observe_static(spec: ModelSpec) -> _Static:
-    source = resolve_source(spec)
-    adapter = Path(spec.adapter) if spec.adapter else None
-    paths = _locked_paths(spec, source.path, adapter)
+def _observe_static(spec: ModelSpec, source: ModelSource) -> _Static:
+    """Hashes, labels and licenses of ``spec``'s files in ``source`` (its ``resolve_source``)."""
+    paths = _locked_paths(spec, model_files(source.path, _adapter_folder(spec)))
     files = {key: _file_sha256(path) for key, path in paths.items()}
     try:
         labels, labels_error = _labels_section(spec, source.path), None
     except ModelLoadError as exc:
         labels, labels_error = None, str(exc)
-    licenses = {"model": card_license(source.path)}
-    if adapter is not None:
-        licenses["adapter"] = card_license(adapter)
-    return _Static(source, files, paths, labels, labels_error, licenses)
+    return _Static(source, files, labels, labels_error, _card_licenses(spec, source.path))
 
 
-def _locked_paths(spec: ModelSpec, model_folder: Path, adapter_folder: Path | None) -> dict[str, Path]:
-    paths = dict(model_files(model_folder, adapter_folder))
+def _adapter_folder(spec: ModelSpec) -> Path | None:
+    return Path(spec.adapter) if spec.adapter else None
+
+
+def _locked_paths(spec: ModelSpec, files: Sequence[tuple[str, Path]]) -> dict[str, Path]:
+    """The files a lock pins: ``files`` (``model_files`` of the spec's folders) and the calibration file."""
+    paths = dict(files)
     if spec.calibration:
         calibration = Path(spec.calibration)
         paths[f"calibration/{calibration.name}"] = calibration
@@ -347,10 +374,15 @@ def license_failures(spec: ModelSpec, allowed: Sequence[str] | None) -> list[str
     empty when ``allowed`` is empty (no license check)."""
     if not allowed:
         return []
-    licenses = {"model": card_license(resolve_source(spec).path)}
+    return _license_failures(_card_licenses(spec, resolve_source(spec).path), allowed)
+
+
+def _card_licenses(spec: ModelSpec, model_folder: Path) -> dict[str, _License]:
+    """The model card's license, and the adapter card's when the spec has an adapter."""
+    licenses = {"model": card_license(model_folder)}
     if spec.adapter:
         licenses["adapter"] = card_license(Path(spec.adapter))
-    return _license_failures(licenses, allowed)
+    return licenses
 
 
 def _license_failures(licenses: Mapping[str, _License], allowed: Sequence[str] | None) -> list[str]:
@@ -368,8 +400,6 @@ def _portable_spec(spec: ModelSpec, lock_dir: Path) -> dict[str, Any]:
         value = table.get(key)
         if value and not value.startswith("pkg:") and Path(value).is_absolute():
             table[key] = _relative(Path(value), lock_dir)
-    if "label_map" in table:
-        table["label_map"] = {str(k): v for k, v in table["label_map"].items()}
     return table
 
 
@@ -432,15 +462,15 @@ def _settings_section(spec: ModelSpec, classifier: Any | None, engine: Mapping[s
     if classifier is not None:
         settings["effective_max_length"] = classifier.max_length
         # A calibration file divides logits by a temperature (1.0 without one).
-        settings["temperature"] = float(getattr(classifier, "temperature", 1.0))
+        settings["temperature"] = float(classifier.temperature)
         settings.update({f"engine_{key}": _plain(engine.get(key)) for key in _ENGINE_KEYS})
     return settings
 
 
 def _run_canary(classifier: Any, texts: Sequence[str], progress: bool | None) -> Any:
-    from textgate.infer import DEFAULT_TOKEN_BUDGET, predict
+    from textgate.infer import predict  # imports torch: only when a canary runs
 
-    return predict(classifier, texts, token_budget=DEFAULT_TOKEN_BUDGET, progress=progress)
+    return predict(classifier, texts, progress=progress)
 
 
 def _canary_rows(predictions: Any, decimals: int) -> list[list[Any]]:
@@ -457,12 +487,13 @@ def _canary_digest(rows: Sequence[Sequence[Any]]) -> str:
 # --- enforcing a lock at load time -------------------------------------------------------------
 
 
-def enforce_lock(spec: ModelSpec, model_folder: Path, adapter_folder: Path | None) -> None:
+def enforce_lock(spec: ModelSpec, files: Sequence[tuple[str, Path]]) -> None:
     """Raise ModelLoadError naming the first file whose sha256 differs from ``spec.lock``'s
-    (also a file added or missing). Called by ``identify_model`` when the spec has a lock."""
+    (also a file added or missing); ``files``: ``model_files`` of the resolved model and adapter
+    folders. Called by ``identify_model`` when the spec has a lock."""
     lock_path = Path(spec.lock)
     lock = read_lock(lock_path)
-    paths = _locked_paths(spec, model_folder, adapter_folder)
+    paths = _locked_paths(spec, files)
     changes = _diff_files(lock.files, {key: _file_sha256(path) for key, path in paths.items()})
     if not changes:
         return
@@ -587,9 +618,6 @@ class VerifyResult:
             return f"behaviour unchanged; {' and '.join(reported)} changed (reported only)"
         return "unchanged"
 
-    def section(self, name: str) -> SectionResult:
-        return next(s for s in self.sections if s.name == name)
-
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": 1, "kind": "textgate.verify", "lock": str(self.lock_path),
                 "model": self.model, "verdict": self.verdict, "exit_code": self.exit_code,
@@ -629,7 +657,8 @@ def verify_lock(
     else:
         described = f"spec {spec.model}" + (f" + adapter {spec.adapter}" if spec.adapter else "")
     spec = spec.model_copy(update={"lock": None})  # verify reports differences instead of refusing
-    state = _observe_static(spec)
+    source = resolve_source(spec)  # once (a Hub id: one snapshot lookup), for the files and for loading
+    state = _observe_static(spec, source)
     sections: dict[str, SectionResult] = {}
     sections["model"] = _section("model", _diff_model(lock.model, state.source))
     sections["files"] = _section("files", _diff_files(lock.files, state.files),
@@ -643,7 +672,7 @@ def verify_lock(
 
     say(f"loading {state.source.describe()}" + (f" + adapter {spec.adapter}" if spec.adapter else ""))
     try:
-        classifier, load_error = load_classifier(spec), None
+        classifier, load_error = load_classifier(identify_model(spec, source=source)), None
     except (ModelLoadError, ConfigError) as exc:
         classifier, load_error = None, str(exc)
     if state.labels is None:  # config.json unreadable: loading failed too
@@ -654,8 +683,8 @@ def verify_lock(
             raise ModelLoadError(f"Cannot verify {lock_path}: the model does not load although no "
                                  f"locked file or label changed: {load_error}", path=lock_path)
         why = f"the model does not load: {load_error}"
-        settings_changes = _diff_flat(_only(lock.settings, _settings_section(spec, None, {})),
-                                      _settings_section(spec, None, {}))
+        spec_settings = _settings_section(spec, None, {})
+        settings_changes = _diff_flat(_only(lock.settings, spec_settings), spec_settings)
         sections["tokenizer"] = SectionResult("tokenizer", "not checked", summary=why)
         sections["settings"] = (_section("settings", settings_changes) if settings_changes
                                 else SectionResult("settings", "not checked", summary=why))
@@ -858,16 +887,12 @@ def pull_model(
         target = dest / Path(spec.calibration).name
         shutil.copyfile(spec.calibration, target)
         table["calibration"] = target.name
-    if "label_map" in table:
-        table["label_map"] = {str(k): v for k, v in table["label_map"].items()}
     spec_path = dest / "model.toml"
     origin_note = f"# Pulled by `textgate pull` from {spec.model}" + (
         f" at commit {source.revision}" if source.revision else "") + ".\n"
     spec_path.write_text(origin_note + dump_toml(table), encoding="utf-8")
-    from textgate.model import load_model_spec
-
     pulled = load_model_spec(spec_path)
-    _check_copies(spec, source.path, pulled)
+    paths = _checked_copies(spec, source.path, pulled)
     lock = build_lock(pulled, lock_dir=dest, canary_path=canary_path, text_col=text_col,
                       allowed_licenses=allowed_licenses, spec_file=spec_path,
                       pulled_from=spec.model + (f"@{source.revision}" if source.revision else ""),
@@ -875,19 +900,20 @@ def pull_model(
     lock = lock.model_copy(update={"model": lock.model.model_copy(update={"resolved_revision": source.revision})})
     lock_path = write_lock(lock, dest / "textgate.lock")
     spec_path.write_text(origin_note + dump_toml({**table, "lock": "textgate.lock"}), encoding="utf-8")
-    paths = _locked_paths(pulled, Path(pulled.model), Path(pulled.adapter) if pulled.adapter else None)
     return PullResult(dest, spec_path, lock_path, len(paths), sum(p.stat().st_size for p in paths.values()))
 
 
-def _check_copies(spec: ModelSpec, source_folder: Path, pulled: ModelSpec) -> None:
-    original = _locked_paths(spec, source_folder, Path(spec.adapter) if spec.adapter else None)
-    copied = _locked_paths(pulled, Path(pulled.model), Path(pulled.adapter) if pulled.adapter else None)
+def _checked_copies(spec: ModelSpec, source_folder: Path, pulled: ModelSpec) -> dict[str, Path]:
+    """The pulled copies of the locked files, after checking them byte for byte against the source."""
+    original = _locked_paths(spec, model_files(source_folder, _adapter_folder(spec)))
+    copied = _locked_paths(pulled, model_files(Path(pulled.model), _adapter_folder(pulled)))
     changes = _diff_files({k: _file_sha256(p) for k, p in original.items()},
                           {k: _file_sha256(p) for k, p in copied.items()})
     if changes:
         raise ModelLoadError(f"The copy in {Path(pulled.model).parent} differs from the source: "
                              f"{changes[0].key} {changes[0].note}. Check the disk and pull again.",
                              path=Path(pulled.model).parent)
+    return copied
 
 
 def _show(value: Any) -> str:

@@ -24,16 +24,19 @@ import importlib.util
 import json
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from textgate.calibration import CalibrationFile
 
 __all__ = [
     "Classifier",
@@ -257,22 +260,29 @@ class ModelIdentity:
     adapter_path: Path | None
     weights_sha256: str
     fingerprint: str
+    calibration: CalibrationFile | None = None  # spec.calibration, read and checked for this model
 
 
-def identify_model(spec: ModelSpec) -> ModelIdentity:
+def identify_model(spec: ModelSpec, *, source: ModelSource | None = None) -> ModelIdentity:
     """Resolve and check the model's files and fingerprint them, without loading weights.
 
     Cheap enough to run before every cached step: hashing reads the files once per process.
+    ``source``: ``resolve_source(spec)`` when the caller already has it (a Hub id is then not
+    looked up again).
     """
-    source = resolve_source(spec)
+    source = resolve_source(spec) if source is None else source
     _check_model_folder(source.path, spec)
     adapter_path = _check_adapter_folder(spec) if spec.adapter else None
+    files = model_files(source.path, adapter_path)
     if spec.lock:  # refuse files whose sha256 differs from the lock (textgate.lock imports this module)
         from textgate.lock import enforce_lock
 
-        enforce_lock(spec, source.path, adapter_path)
-    weights_sha = _folder_digest(source.path, adapter_path)
-    return ModelIdentity(spec, source, adapter_path, weights_sha, _fingerprint(weights_sha, spec))
+        enforce_lock(spec, files)
+    weights_sha = _files_digest(files)
+    calibration = _read_calibration(spec, weights_sha)
+    temperature = None if calibration is None else calibration.temperature
+    fingerprint = _fingerprint(weights_sha, spec, temperature=temperature)
+    return ModelIdentity(spec, source, adapter_path, weights_sha, fingerprint, calibration)
 
 
 def model_label_names(identity: ModelIdentity) -> tuple[str, ...]:
@@ -295,6 +305,12 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
     model.eval()
     tokenizer = _load_tokenizer(source.path, spec)
     label_names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+    temperature = 1.0
+    if identity.calibration is not None:
+        from textgate.calibration import check_calibration_labels
+
+        check_calibration_labels(identity.calibration, Path(spec.calibration), label_names)
+        temperature = identity.calibration.temperature
     return Classifier(
         spec=spec,
         source=source,
@@ -304,7 +320,7 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
         max_length=_effective_max_length(spec, tokenizer, model.config),
         fingerprint=identity.fingerprint,
         weights_sha256=identity.weights_sha256,
-        temperature=_calibration_temperature(spec, identity.weights_sha256, label_names),
+        temperature=temperature,
     )
 
 
@@ -512,10 +528,10 @@ def _effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
     return spec.max_length
 
 
-def _folder_digest(model_folder: Path, adapter_folder: Path | None) -> str:
-    """SHA-256 over the names and bytes of every file that decides outputs."""
+def _files_digest(files: Sequence[tuple[str, Path]]) -> str:
+    """SHA-256 over the names and bytes of every file that decides outputs (``model_files``)."""
     digest = hashlib.sha256()
-    for key, path in model_files(model_folder, adapter_folder):
+    for key, path in files:
         digest.update(f"{key}\0".encode())
         digest.update(_file_sha256(path).encode())
     return digest.hexdigest()
@@ -549,28 +565,27 @@ def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(weights_sha: str, spec: ModelSpec) -> str:
-    """Weights plus every setting that changes outputs (not where the files live)."""
+def _fingerprint(weights_sha: str, spec: ModelSpec, *, temperature: float | None = None) -> str:
+    """Weights plus every setting that changes outputs (not where the files live). With a
+    calibration file its ``temperature`` changes outputs; the file's path does not. Without
+    ``temperature``: the fingerprint of the model without calibration."""
     settings = spec.settings()
     for location in ("model", "adapter", "revision", "lock", "calibration"):
         settings.pop(location)
-    if spec.calibration is not None:  # the temperature changes outputs; the file's path does not
-        settings["temperature"] = _calibration_temperature(spec, weights_sha)
+    if temperature is not None:
+        settings["temperature"] = temperature
     payload = json.dumps({"weights": weights_sha, "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _calibration_temperature(spec: ModelSpec, weights_sha: str, label_names: tuple[str, ...] | None = None) -> float:
-    """The temperature of ``spec.calibration`` (1.0 without one), after checking that the file
-    was fitted for this very model: the fingerprint of the spec without calibration and, when
-    known, the label names."""
+def _read_calibration(spec: ModelSpec, weights_sha: str) -> CalibrationFile | None:
+    """``spec.calibration`` read and checked to be fitted for this very model (the fingerprint
+    of the spec without calibration); None without one. The label names are checked at loading."""
     if spec.calibration is None:
-        return 1.0
+        return None
     from textgate.calibration import read_calibration_file
 
-    uncalibrated = _fingerprint(weights_sha, spec.model_copy(update={"calibration": None}))
-    return read_calibration_file(spec.calibration, model_fingerprint=uncalibrated,
-                                 label_names=label_names).temperature
+    return read_calibration_file(spec.calibration, model_fingerprint=_fingerprint(weights_sha, spec))
 
 
 @contextlib.contextmanager
