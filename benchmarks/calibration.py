@@ -33,7 +33,6 @@ from markdown_section import replace_section
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "tweet-sentiment"
 MARK_START, MARK_END = "<!-- calibration:start -->", "<!-- calibration:end -->"
-_PERCENT = ("ece_equal_width", "ece_equal_mass", "mce", "accuracy")
 
 
 def main() -> None:
@@ -60,6 +59,7 @@ def run(mc_rows: int, passes: tuple[int, ...], seed: int) -> dict:
         mc_dropout_curve,
         paired_calibration_changes,
     )
+    from textgate.calibration_report import calibration_report_dict
     from textgate.data import read_dataset
     from textgate.infer import predict
     from textgate.model import load_classifier, load_model_spec
@@ -81,16 +81,19 @@ def run(mc_rows: int, passes: tuple[int, ...], seed: int) -> dict:
     # Paired bootstrap on the subset: each method against the uncalibrated model, same resamples.
     vs_ts = paired_calibration_changes(labels, test_p[rows], scaled, label_names=names, seed=seed)
     vs_mc = paired_calibration_changes(labels, test_p[rows], mc.mean_probabilities, label_names=names, seed=seed)
+    demo = DEMO.relative_to(REPO)
     return {
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
-        "temperature": ts.temperature,
-        "fit_rows": ts.n_fit, "eval_rows": ts.n_eval,
-        "bootstrap": ts.bootstrap,
-        "metrics": [m.to_dict() for m in ts.metrics],
+        # What `textgate calibrate MODEL val.jsonl --eval-data test.jsonl` reports (report.json).
+        "report": calibration_report_dict(
+            ts, model={"description": str(demo / "model.toml"), "fingerprint": classifier.fingerprint},
+            data={"path": str(demo / "val.jsonl"), "rows": len(val), "fingerprint": val.fingerprint,
+                  "eval_path": str(demo / "test.jsonl"), "eval_rows": len(test),
+                  "eval_fingerprint": test.fingerprint}),
         "mc": {
-            "rows": int(rows.size), "seed": seed, **mc.summary(),
+            **mc.summary(),
             "uncalibrated": _subset(vs_ts, "before"), "temperature_scaled": _subset(vs_ts, "after"),
             "ts_vs_uncalibrated": [m.to_dict() for m in vs_ts], "mc_vs_uncalibrated": [m.to_dict() for m in vs_mc],
         },
@@ -103,64 +106,61 @@ def _subset(changes, side: str) -> dict:
     return {m.name: getattr(m, side) for m in changes}
 
 
-def _fmt(name: str, value: float, signed: bool = False) -> str:
-    if name in _PERCENT:
-        return f"{100 * value:+.2f} pts" if signed else f"{100 * value:.2f}%"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
-
-
 def write_section(r: dict, command: str) -> None:
-    names = {"ece_equal_width": "ECE, 15 equal-width bins", "ece_equal_mass": "ECE, 15 equal-mass bins",
-             "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
+    # The calibrate report's own table and cell formats, so the two never disagree.
+    from textgate.calibration_report import (
+        _LABELS,
+        _ci,
+        _delta,
+        _value,
+        calibration_tables,
+    )
+    from textgate.report import markdown_table
+
+    report = r["report"]
     lines = [MARK_START,
              (f"Measured {r['date']} on {r['machine']}; demo classifier (MiniLM-L6 + LoRA, float32). "
               f"Whole run {r['seconds']:.0f} s; 1-minute load average {r['load_average_1min']['start']} at the "
               f"start, {r['load_average_1min']['end']} at the end (the machine was shared)."),
              "", f"Command: `{command}`", "",
-             (f"**Temperature scaling**: T = {r['temperature']:.4f}, fitted on the bundled validation set "
-              f"({r['fit_rows']:,} tweets), evaluated on the bundled test set ({r['eval_rows']:,} tweets); "
-              f"{r['bootstrap']}."), "",
-             "| metric | before | 95% CI | after | 95% CI | change | 95% CI |", "|---|---|---|---|---|---|---|"]
-    for m in r["metrics"]:
-        n = m["name"]
-        lines.append(f"| {names[n]} | {_fmt(n, m['before'])} | [{_fmt(n, m['before_ci'][0])}, {_fmt(n, m['before_ci'][1])}] "
-                     f"| {_fmt(n, m['after'])} | [{_fmt(n, m['after_ci'][0])}, {_fmt(n, m['after_ci'][1])}] "
-                     f"| {_fmt(n, m['delta'], True)} | [{_fmt(n, m['delta_ci'][0], True)}, {_fmt(n, m['delta_ci'][1], True)}] |")
+             (f"**Temperature scaling**: T = {report['temperature']:.4f}, fitted on the bundled validation set "
+              f"({report['holdout']['fit_rows']:,} tweets), evaluated on the bundled test set "
+              f"({report['holdout']['eval_rows']:,} tweets); {report['bootstrap']}."), "",
+             *markdown_table(calibration_tables(report)[0])]
     mc = r["mc"]
     lines += ["", (f"**MC dropout vs temperature scaling** on {mc['rows']:,} test tweets (seeded random subset, "
                    f"seed {mc['seed']}); N passes with dropout active (eager attention, attention dropout "
                    "included), probabilities averaged; time = wall time of those N passes. Temperature scaling "
-                   "costs one deterministic pass (engine's fast path)."), "",
+                   "costs one deterministic pass (dropout off, the model's SDPA attention; the same engine and "
+                   "padded batches as the stochastic passes)."), "",
               "| method | passes | ECE (equal-width) | ECE (equal-mass) | NLL | Brier | accuracy | seconds | vs one deterministic pass |",
               "|---|---|---|---|---|---|---|---|---|"]
     det = mc["deterministic_seconds_per_pass"]
-    for label, key in (("uncalibrated", "uncalibrated"), (f"temperature scaling (T = {r['temperature']:.3f})",
+    metrics = ("ece_equal_width", "ece_equal_mass", "nll", "brier", "accuracy")
+    for label, key in (("uncalibrated", "uncalibrated"), (f"temperature scaling (T = {report['temperature']:.3f})",
                                                           "temperature_scaled")):
-        s = mc[key]
-        lines.append(f"| {label} | 1 | {_fmt('ece_equal_width', s['ece_equal_width'])} | "
-                     f"{_fmt('ece_equal_mass', s['ece_equal_mass'])} | {s['nll']:.4f} | {s['brier']:.4f} | "
-                     f"{_fmt('accuracy', s['accuracy'])} | {det:.1f} | 1.0x |")
+        cells = " | ".join(_value(name, mc[key][name]) for name in metrics)
+        lines.append(f"| {label} | 1 | {cells} | {det:.1f} | 1.0x |")
     for p in mc["points"]:
-        lines.append(f"| MC dropout | {p['passes']} | {_fmt('ece_equal_width', p['ece_equal_width'])} | "
-                     f"{_fmt('ece_equal_mass', p['ece_equal_mass'])} | {p['nll']:.4f} | {p['brier']:.4f} | "
-                     f"{_fmt('accuracy', p['accuracy'])} | {p['seconds']:.1f} | {p['seconds'] / det:.1f}x |")
+        cells = " | ".join(_value(name, p[name]) for name in metrics)
+        lines.append(f"| MC dropout | {p['passes']} | {cells} | {p['seconds']:.1f} | {p['seconds'] / det:.1f}x |")
     top = mc["points"][-1]["passes"]
     changes = []
     for label, key in (("temperature scaling", "ts_vs_uncalibrated"), (f"MC dropout ({top} passes)", "mc_vs_uncalibrated")):
-        parts = [f"{names[m['name']]} {_fmt(m['name'], m['delta'], True)} [{_fmt(m['name'], m['delta_ci'][0], True)}, "
-                 f"{_fmt(m['name'], m['delta_ci'][1], True)}]" for m in mc[key] if m["name"] in ("ece_equal_width", "nll", "accuracy")]
+        parts = [f"{_LABELS[m['name']]} {_delta(m['name'], m['delta'])} {_ci(m['name'], m['delta_ci'], signed=True)}"
+                 for m in mc[key] if m["name"] in ("ece_equal_width", "nll", "accuracy")]
         changes.append(f"{label}: " + "; ".join(parts))
     lines += ["", (f"Seconds: one deterministic pass took {mc['deterministic_seconds'][0]:.1f} s before and "
                    f"{mc['deterministic_seconds'][1]:.1f} s after the stochastic passes (their mean is the 1.0x); one "
                    f"stochastic pass took {mc['seconds_per_pass']:.1f} s (median of {len(mc['pass_seconds'])}), "
-                   f"{mc['seconds_per_pass'] / det:.1f}x a deterministic one (eager attention and padded batches vs the "
-                   "engine's fast path). Sums over many passes absorb the load of other processes on this shared "
-                   "machine; N x the median per-pass time is the steadier cost estimate."), "",
+                   f"{mc['seconds_per_pass'] / det:.1f}x a deterministic one (eager attention instead of SDPA, plus "
+                   "active dropout; both run the same padded batches). Sums over many passes absorb the load of "
+                   "other processes on this shared machine; N x the median per-pass time is the steadier cost "
+                   "estimate."), "",
               (f"Change vs the uncalibrated model on the same {mc['rows']:,} tweets, paired bootstrap 95% intervals "
                f"(2000 resamples): " + " | ".join(changes) + ".")]
     lines.append(MARK_END)
-    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Calibration (issue 5)",
-                    path=REPO / "BENCHMARKS.md")
+    replace_section(lines, start=MARK_START, end=MARK_END, heading="## Calibration (issue 5)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from conftest import LABELS
 
-from textgate.audit import audit_labels, kfold_probabilities, validate_audit_inputs
+from textgate.audit import (
+    audit_labels,
+    kfold_probabilities,
+    validate_audit_inputs,
+    validate_kfold_labels,
+)
 from textgate.audit_apply import apply_corrections
 from textgate.audit_export import text_hash
 from textgate.cli import EXIT_OK, EXIT_USAGE, main
@@ -29,8 +34,11 @@ def planted_case() -> tuple[np.ndarray, np.ndarray]:
     return given, probs
 
 
-@pytest.mark.parametrize("method", ["confident_learning", "loss"])
-@pytest.mark.parametrize("ranked_by", ["normalized_margin", "self_confidence"])
+@pytest.mark.parametrize(("method", "ranked_by"), [
+    ("confident_learning", "normalized_margin"),
+    ("confident_learning", "self_confidence"),
+    ("loss", "normalized_margin"),  # loss ignores ranked_by
+])
 def test_planted_errors_are_found_and_ranked_first(method, ranked_by):
     given, probs = planted_case()
     result = audit_labels(given, probs, label_names=LABELS, method=method, ranked_by=ranked_by)
@@ -57,13 +65,35 @@ def test_estimated_issues_per_pair_and_top():
 
 
 def test_confident_learning_and_loss_differ_on_a_hard_case():
-    """Loss ranks by p[given] alone, normalized margin by p[given] - max other: a row with a
-    low but not lowest given probability and a clear alternative moves up under the margin."""
+    """Loss ranks by p[given] alone, so row 9 (p[given] 0.3) is its top finding; confident
+    learning flags it only if another class clears that class's threshold (mean probability
+    over the examples given it, 0.8 here), which 0.35 does not: nothing is flagged."""
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 0])
     probs = np.array([[.8, .1, .1], [.8, .1, .1], [.8, .1, .1], [.1, .8, .1], [.1, .8, .1], [.1, .8, .1],
                       [.1, .1, .8], [.1, .1, .8], [.1, .1, .8], [.3, .35, .35]])
     loss = audit_labels(labels, probs, label_names=LABELS, method="loss", top=1)
     assert loss.findings[0].row == 9 and loss.findings[0].score == pytest.approx(-np.log(0.3))
+    confident = audit_labels(labels, probs, label_names=LABELS, top=1)
+    assert confident.findings == () and confident.estimated_issues == 0
+
+
+def test_normalized_margin_ranks_a_clear_alternative_above_a_lower_given_probability():
+    """Loss (and self-confidence) rank by p[given] alone, normalized margin by p[given] - max
+    other: of two flagged rows, the one with a low but not lowest p[given] and a clear
+    alternative comes first under the margin."""
+    true = np.arange(30) % 3
+    probs = np.full((30, 3), 0.2)
+    probs[np.arange(30), true] = 0.6
+    labels = true.copy()
+    labels[[1, 4]] = 0  # both truly neutral
+    probs[1] = [.05, .9, .05]  # clear alternative: margin -0.85
+    probs[4] = [.04, .61, .35]  # lowest p[given], weaker alternative: margin -0.57
+    rows = {(method, ranked_by): [f.row for f in audit_labels(labels, probs, label_names=LABELS, method=method,
+                                                               ranked_by=ranked_by).findings]
+            for method, ranked_by in [("confident_learning", "normalized_margin"),
+                                      ("confident_learning", "self_confidence"), ("loss", "normalized_margin")]}
+    assert rows == {("confident_learning", "normalized_margin"): [1, 4],
+                    ("confident_learning", "self_confidence"): [4, 1], ("loss", "normalized_margin"): [4, 1]}
 
 
 @pytest.mark.parametrize(("labels", "probs", "message"), [
@@ -109,6 +139,10 @@ def test_kfold_probabilities_are_out_of_sample_and_find_flips():
     assert {5, 100, 200} <= rows
     with pytest.raises(DataError, match="at least 4 examples of every label"):
         kfold_probabilities(x[:10], given[:10], n_classes=3, folds=4)
+    with pytest.raises(DataError, match="at least 4 examples of every label"):  # the same check, before embedding
+        validate_kfold_labels(given[:10], n_classes=3, folds=4)
+    with pytest.raises(ConfigError, match="folds must be an integer >= 2"):
+        validate_kfold_labels(given, n_classes=3, folds=1)
 
 
 def test_kfold_picks_the_c_with_the_lowest_out_of_fold_nll():
@@ -252,6 +286,72 @@ def test_apply_refuses_bad_corrections_and_writes_nothing(audited, tmp_path, cap
     assert not fixed.exists()
 
 
+@pytest.mark.parametrize("content", ["{not json", '{"label_names": "negative"}'])
+def test_apply_refuses_a_corrupt_summary_json_instead_of_guessing_label_names(audited, tmp_path, capsys, content):
+    data, out, _, _ = audited
+    _edit(out / "issues.csv", {FLIPPED[0]: {"accept": "yes"}})
+    (out / "summary.json").write_text(content)
+    fixed = tmp_path / "fixed.jsonl"
+    code = main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "summary.json" in err and "--label-names" in err
+    assert not fixed.exists()
+    code = main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed),
+                 "--label-names", ",".join(LABELS)])
+    assert code == EXIT_OK and fixed.is_file()
+
+
+def _tweeteval(folder, texts, ids):
+    folder.mkdir()
+    (folder / "val_text.txt").write_text("".join(t + "\n" for t in texts))
+    (folder / "val_labels.txt").write_text("".join(f"{i}\n" for i in ids))
+    (folder / "mapping.txt").write_text("".join(f"{i}\t{name}\n" for i, name in enumerate(LABELS)))
+    return folder / "val_text.txt"
+
+
+@pytest.mark.parametrize("kind", ["csv", "tweeteval"])
+def test_apply_writes_gzip_outputs_that_read_back(tmp_path, kind):
+    from textgate.data import read_dataset
+
+    if kind == "csv":
+        data, out = tmp_path / "d.csv", tmp_path / "out.csv.gz"
+        data.write_text("text,label\nhello,0\nworld,2\n")
+    else:
+        data, out = _tweeteval(tmp_path / "te", ["hello", "world"], [0, 2]), tmp_path / "out.jsonl.gz"
+    corrections = tmp_path / "c.csv"
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    apply_corrections(corrections, data, out, label_names=LABELS)
+    assert list(read_dataset(out, label_names=LABELS).labels) == ["negative", "neutral"]
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_apply_writes_a_tweeteval_copy_atomically(tmp_path, monkeypatch):
+    import textgate.audit_apply
+
+    def fail_midway(texts, labels, out, text_col, label_col):
+        out.write_text('{"text": "hel')
+        raise OSError("disk full")
+
+    data = _tweeteval(tmp_path / "te", ["hello", "world"], [0, 2])
+    corrections = tmp_path / "c.csv"
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous\n")
+    monkeypatch.setattr(textgate.audit_apply, "_write_jsonl_from", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        apply_corrections(corrections, data, out, label_names=LABELS)
+    assert out.read_text() == "previous\n" and not list(tmp_path.glob("*.partial"))
+
+
+def test_apply_checks_the_output_format_before_reading_the_data(tmp_path):
+    corrections = tmp_path / "c.csv"
+    corrections.write_text("row,text_sha256,corrected_label\n")
+    with pytest.raises(DataError, match="would change the format from csv to jsonl"):
+        apply_corrections(corrections, tmp_path / "not-yet-there.csv", tmp_path / "out.jsonl", label_names=LABELS)
+    with pytest.raises(DataError, match="write a .parquet file so"):
+        apply_corrections(corrections, tmp_path / "d.parquet", tmp_path / "out.parquet.gz", label_names=LABELS)
+
+
 def test_apply_keeps_csv_format_and_id_labels(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("text,label,note\nhello,0,a\nworld,2,b\n")
@@ -301,11 +401,28 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert "--k-fold needs MODEL" in capsys.readouterr().err
     assert main(["audit", "m.toml", "d.jsonl", "--kfold-c", "0.1", "--out", str(tmp_path)]) == EXIT_USAGE
     assert "--kfold-c sets the --k-fold head" in capsys.readouterr().err
+    for flag, value in (("--folds", "5"), ("--seed", "1")):  # also the default value, given explicitly
+        assert main(["audit", "m.toml", "d.jsonl", flag, value, "--out", str(tmp_path)]) == EXIT_USAGE
+        assert f"{flag} sets the --k-fold split; add --k-fold or leave {flag} out" in capsys.readouterr().err
+    assert main(["audit", "m.toml", "d.jsonl", "--k-fold", "--folds", "1", "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "'--folds': 1 is not in the range x>=2" in capsys.readouterr().err
+    for source in (["m.toml"], ["--pred-probs", "p.parquet"]):
+        assert main(["audit", *source, "d.jsonl", "--label-names", "a,b", "--out", str(tmp_path)]) == EXIT_USAGE
+        assert "--label-names names the columns of a .npy --pred-probs" in capsys.readouterr().err
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a", "label": "neutral"}\n{"text": "b", "label": "positive"}\n')
     np.save(tmp_path / "p.npy", np.array([[0.5, 0.5], [0.5, 0.6]]))
     assert main(["audit", "--pred-probs", str(tmp_path / "p.npy"), str(data), "--out", str(tmp_path / "o")]) == EXIT_USAGE
     assert "row 1 sums to 1.1" in capsys.readouterr().err
+
+
+def test_cli_kfold_checks_label_counts_before_embedding(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"text {i}", "label": LABELS[i % 3]}) + "\n" for i in range(12)))
+    code = main(["audit", str(tiny_model_dir), str(data), "--k-fold", "--folds", "5", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "stratified 5-fold needs at least 5 examples of every label" in err and "embedding" not in err
 
 
 def test_audit_help_explains_both_commands(capsys):

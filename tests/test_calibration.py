@@ -44,7 +44,7 @@ def _synthetic(n: int, k: int, temperature: float, seed: int = 0):
 
 
 # ---------------------------------------------------------------------------------------------
-# ECE: a hand-computed case and an independent implementation
+# ECE: the bootstrap's statistic on a hand-computed case, and an independent implementation
 # ---------------------------------------------------------------------------------------------
 
 # Eight examples, K = 3, all values dyadic so every sum below is exact in binary floating point.
@@ -62,7 +62,8 @@ HAND_P = np.array([
 HAND_Y = ["negative", "positive", "negative", "positive", "negative", "neutral", "positive", "neutral"]
 
 
-def test_ece_equals_hand_computed_case_exactly():
+def test_bootstrap_statistic_on_the_identity_resample_equals_the_hand_computed_case():
+    # (calibration_metrics itself is pinned by hand-computed cases in tests/test_metrics.py.)
     # Per bin: (count, accuracy, mean confidence, |acc - conf| * count)
     #   bin 11: 2, 1/2, 0.75,   0.25 * 2 = 0.5
     #   bin 7:  2, 1,   0.5,    0.5  * 2 = 1.0
@@ -73,14 +74,14 @@ def test_ece_equals_hand_computed_case_exactly():
     # MCE = max(0.25, 0.5, 0.125, 0.4375, 0.625) = 0.625
     # Equal-mass, 15 bins over 8 examples: 8 bins of one example, so ECE = mean |conf - correct|
     #   = (0.25 + 0.75 + 0.5 + 0.125 + 0.4375 + 0.625 + 0.125 + 0.5) / 8 = 3.3125 / 8 = 0.4140625
-    m = calibration_metrics(HAND_Y, HAND_P, label_names=NAMES)
-    assert m.ece_equal_width.value == 0.3515625
-    assert m.mce.value == 0.625
-    assert m.ece_equal_mass.value == 0.4140625
-    # The bootstrap's vectorized statistic gives the same numbers on the identity resample.
+    # Accuracy: rows 1, 3, 4, 7, 8 correct = 5/8.
     y = np.array([NAMES.index(v) for v in HAND_Y])
     row = _resampled_metrics(_per_example(y, HAND_P), np.arange(8)[None, :], _Scratch(8))[0]
     assert row[:3].tolist() == [0.3515625, 0.4140625, 0.625]
+    assert row[5] == 0.625
+    # Brier and NLL: the same numbers as calibration_metrics.
+    m = calibration_metrics(HAND_Y, HAND_P, label_names=NAMES)
+    assert row[3:5] == pytest.approx([m.brier.value, m.nll.value], abs=1e-12)
 
 
 def test_ece_equals_torchmetrics_to_1e_9():
@@ -270,6 +271,21 @@ def test_bad_settings_are_refused(kwargs, match):
         calibrate_temperature(y, p, label_names=NAMES, **kwargs)
 
 
+def test_fit_fraction_with_another_held_out_method_is_refused_not_ignored():
+    y, p = _labelled(n=40)
+    for other, named in (({"k_folds": 5}, "k_folds=5"), ({"eval_y_true": y, "eval_probabilities": p},
+                                                          "a separate evaluation set")):
+        with pytest.raises(ConfigError, match=f"fit_fraction=0.7 together with {named}") as caught:
+            calibrate_temperature(y, p, label_names=NAMES, fit_fraction=0.7, n_resamples=100, **other)
+        assert caught.value.field == "fit_fraction"
+    # Left out, it is the 50/50 default; given alone, it is used.
+    default = calibrate_temperature(y, p, label_names=NAMES, n_resamples=100)
+    half = calibrate_temperature(y, p, label_names=NAMES, fit_fraction=0.5, n_resamples=100)
+    assert default.eval_rows == half.eval_rows and "(50%)" in default.holdout_description
+    larger = calibrate_temperature(y, p, label_names=NAMES, fit_fraction=0.75, n_resamples=100)
+    assert larger.n_fit > default.n_fit and "(75%)" in larger.holdout_description
+
+
 # ---------------------------------------------------------------------------------------------
 # The calibration file through a ModelSpec
 # ---------------------------------------------------------------------------------------------
@@ -367,6 +383,22 @@ def test_bad_calibration_file_is_a_config_error_naming_the_field_and_fix(tiny_mo
     assert "ModelSpec field 'calibration'" in str(caught.value) and "textgate calibrate" in str(caught.value)
 
 
+def test_calibration_file_written_without_an_installed_textgate(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from textgate.calibration import write_calibration_file
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    y, p = _labelled(n=40)
+    result = calibrate_temperature(y, p, label_names=NAMES, n_resamples=100)
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    path = write_calibration_file(tmp_path / "cal.toml", result, model_fingerprint="ab", label_names=NAMES,
+                                  data_path="x.jsonl", data_fingerprint="cd")
+    assert read_calibration_file(path).textgate_version == "not installed"
+
+
 def test_malformed_or_missing_calibration_file(tmp_path):
     (tmp_path / "cal.toml").write_text("temperature = [1.5\n")
     with pytest.raises(ConfigError, match="is not valid TOML") as caught:
@@ -424,6 +456,28 @@ def test_mc_dropout_with_dropout_off_equals_the_deterministic_predictions(tmp_pa
     assert points[0].nll == pytest.approx(expected.nll.value, abs=1e-5)
 
 
+def test_mc_dropout_checks_labels_before_any_pass_and_records_seed_and_rows(tmp_path, monkeypatch):
+    import textgate.infer
+
+    classifier = _classifier_with_dropout(tmp_path, hidden=0.0, attention=0.0)
+    y = np.array(LABELS, dtype=object)[np.arange(len(TEXTS)) % len(LABELS)]
+    run = mc_dropout_curve(classifier, TEXTS, y, passes=[1, 2], seed=5)
+    assert (run.seed, run.rows) == (5, len(TEXTS)) and run.summary()["seed"] == 5
+    with pytest.raises(ValueError, match="token_budget must be a positive number of tokens; got 0"):
+        mc_dropout_curve(classifier, TEXTS, y, passes=[1], token_budget=0)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a pass ran before the labels were checked")
+
+    monkeypatch.setattr(textgate.infer, "predict", no_pass)
+    with pytest.raises(DataError, match=rf"texts must have one entry per example of y_true \({len(TEXTS) - 1}\)"):
+        mc_dropout_curve(classifier, TEXTS, y[:-1], passes=[40])
+    bad = y.copy()
+    bad[0] = "angry"
+    with pytest.raises(DataError, match="unknown labels 'angry'"):
+        mc_dropout_curve(classifier, TEXTS, bad, passes=[40])
+
+
 def test_mc_dropout_curve_averages_the_first_n_passes(tmp_path):
     rng = np.random.default_rng(0)
     stack = np.stack([_softmax(rng.normal(size=(30, 3))) for _ in range(4)])
@@ -444,6 +498,7 @@ def test_cli_mc_dropout_report_and_usage_errors(capsys, tiny_model_dir, tmp_path
     assert "Temperature scaling, held out" in out and "MC dropout" in out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["kind"] == "textgate.calibration" and [p["passes"] for p in report["mc_dropout"]["points"]] == [1, 2]
+    assert (report["mc_dropout"]["seed"], report["mc_dropout"]["rows"]) == (0, 60)  # k-fold: every row held out
     html = (tmp_path / "report" / "report.html").read_text()
     assert html.count("<svg") == 2 and "Reliability diagram, before" in html and "default-src 'none'" in html
     assert "## Reliability" in (tmp_path / "report" / "report.md").read_text()

@@ -20,7 +20,8 @@ nats for loss ranking. The suggested label is the most probable class other than
 
 :func:`kfold_probabilities` makes out-of-sample probabilities when no independent model exists:
 seeded stratified k-fold logistic regression on frozen embeddings, so each example's
-probabilities come from a head that never saw its label.
+probabilities come from a head that never saw its label; :func:`validate_kfold_labels` checks
+beforehand that every label has enough examples for the folds (the CLI runs it before embedding).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "kfold_probabilities",
     "label_ids",
     "validate_audit_inputs",
+    "validate_kfold_labels",
 ]
 
 AUDIT_METHODS = ("confident_learning", "loss")
@@ -96,9 +98,7 @@ class AuditResult:
     @property
     def estimated_issues(self) -> int | None:
         """Off-diagonal sum of the confident joint: estimated mislabeled examples."""
-        if self.confident_joint is None:
-            return None
-        return int(self.confident_joint.sum() - np.trace(self.confident_joint))
+        return None if self.confident_joint is None else _off_diagonal(self.confident_joint)
 
     def pairs(self) -> list[dict[str, Any]]:
         """Per (given, likely) label pair: confident learning's estimate and how many findings
@@ -207,8 +207,9 @@ def audit_labels(
     names = tuple(label_names)
     needs_joint = method == "confident_learning" or top is None
     ids, probs = validate_audit_inputs(labels, probabilities, label_names=names, require_every_class=needs_joint)
-    # The estimate is reported whenever it is defined, also for loss ranking with a fixed top.
-    every_class = np.bincount(ids, minlength=len(names)).min() > 0
+    # The estimate is reported whenever it is defined, also for loss ranking with a fixed top
+    # (needs_joint: validation already required every class).
+    every_class = needs_joint or np.bincount(ids, minlength=len(names)).min() > 0
     joint = _confident_joint(ids, probs) if every_class else None
     if method == "confident_learning":
         rows, scores = _confident_learning(ids, probs, joint, ranked_by)
@@ -255,14 +256,15 @@ def _loss_ranking(ids: np.ndarray, probs: np.ndarray, count: int) -> tuple[np.nd
 
 def _findings(rows: np.ndarray, scores: np.ndarray, ids: np.ndarray, probs: np.ndarray,
               names: tuple[str, ...], method: str) -> tuple[Finding, ...]:
-    others = probs.copy()
-    others[np.arange(len(ids)), ids] = -1.0
+    given, flagged = ids[rows], probs[rows]  # only the flagged rows: N may be large, findings few
+    others = flagged.copy()
+    others[np.arange(len(rows)), given] = -1.0
     suggested = others.argmax(axis=1)
     return tuple(
-        Finding(rank=rank, row=int(row), given_label=names[ids[row]], suggested_label=names[suggested[row]],
-                score=float(score), method=method, given_probability=float(probs[row, ids[row]]),
-                suggested_probability=float(probs[row, suggested[row]]))
-        for rank, (row, score) in enumerate(zip(rows, scores), 1)
+        Finding(rank=i + 1, row=int(row), given_label=names[given[i]], suggested_label=names[suggested[i]],
+                score=float(score), method=method, given_probability=float(flagged[i, given[i]]),
+                suggested_probability=float(flagged[i, suggested[i]]))
+        for i, (row, score) in enumerate(zip(rows, scores))
     )
 
 
@@ -301,21 +303,10 @@ def kfold_probabilities(
     if x.ndim != 2 or len(x) != len(y):
         raise DataError(f"embeddings must be (N, D) with one row per label; got shape {x.shape} for "
                         f"{len(y)} labels.", field="embeddings")
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ConfigError(f"folds must be an integer >= 2; got {folds!r}.", field="folds")
+    validate_kfold_labels(y, n_classes=n_classes, folds=folds)
     if C is not None and (isinstance(C, bool) or not isinstance(C, numbers.Real) or not np.isfinite(C) or C <= 0):
         raise ConfigError(f"C (--kfold-c) must be a positive number; got {C!r}. Leave it out to pick C by "
                           "out-of-fold NLL.", field="C")
-    counts = np.bincount(y, minlength=n_classes)
-    present = np.flatnonzero(counts)
-    if len(present) < 2:
-        raise DataError("k-fold needs examples of at least two labels; all examples have the same label.",
-                        field="labels")
-    if counts[present].min() < folds:
-        small = int(present[counts[present].argmin()])
-        raise DataError(f"stratified {folds}-fold needs at least {folds} examples of every label present; "
-                        f"label id {small} has {counts[small]}. Use fewer folds (--folds) or add examples.",
-                        field="folds")
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y))
     runs: dict[float, tuple[np.ndarray, int, float]] = {}
     for strength in KFOLD_C_GRID if C is None else (float(C),):
@@ -332,6 +323,23 @@ def kfold_probabilities(
                 "head": f"StandardScaler + LogisticRegression(L2, C={best:g}, lbfgs, max_iter={_MAX_ITER})",
                 "splitter": "StratifiedKFold(shuffle=True)", "folds_not_converged": not_converged}
     return out, settings
+
+
+def validate_kfold_labels(labels: np.ndarray | Sequence[int], *, n_classes: int, folds: int) -> None:
+    """Check that stratified ``folds``-fold can split ``labels`` (ids): at least two labels, each
+    present one with at least ``folds`` examples. Cheap, so callers run it before embedding."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"folds must be an integer >= 2; got {folds!r}.", field="folds")
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise DataError("k-fold needs examples of at least two labels; all examples have the same label.",
+                        field="labels")
+    if counts[present].min() < folds:
+        small = int(present[counts[present].argmin()])
+        raise DataError(f"stratified {folds}-fold needs at least {folds} examples of every label present; "
+                        f"label id {small} has {counts[small]}. Use fewer folds (--folds) or add examples.",
+                        field="folds")
 
 
 def _fit_folds(x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], n_classes: int,

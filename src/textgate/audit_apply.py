@@ -25,13 +25,20 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textgate.audit_export import text_hash
-from textgate.data import _open_text
+from textgate.data import (
+    _TABLE_SUFFIXES,
+    _TWEETEVAL_SUFFIX,
+    _name_lookup,
+    _open_text,
+    _table_format,
+    read_dataset,
+)
 from textgate.errors import DataError
 
 __all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
@@ -39,7 +46,8 @@ __all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
 _TRUE = frozenset({"1", "true", "yes", "y", "x", "accept", "accepted"})
 _FALSE = frozenset({"", "0", "false", "no", "n", "reject", "rejected"})
 _MAX_LISTED = 5
-_KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+# The output is first written to OUT + this suffix, then moved into place.
+_PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
         raise DataError(f"Corrections file {path.name} needs columns row, text_sha256 and corrected_label "
                         f"and/or accept; it has {', '.join(columns) or 'none'}. Edit the issues.csv that "
                         "'textgate audit' wrote.", field="corrections", path=path)
-    lookup = {str(i): name for i, name in enumerate(label_names)} | {name: name for name in label_names}
+    lookup = _name_lookup(tuple(label_names))
     problems: list[str] = []
     changes: list[Correction] = []
     seen: dict[int, int] = {}
@@ -98,7 +106,8 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
             problems.append(f"{where}: row {row} already appears on line {seen[row]}; keep one line per row")
             continue
         seen[row] = line_no
-        if (line.get("text_sha256") or "").strip() != text_hash(texts[row]):
+        digest = text_hash(texts[row])
+        if (line.get("text_sha256") or "").strip() != digest:
             problems.append(f"{where}: row {row}'s text changed since the audit (text_sha256 differs); "
                             "re-run the audit on this data")
             continue
@@ -116,7 +125,7 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
         if lookup[new] == labels[row]:
             unchanged += 1
             continue
-        changes.append(Correction(row=row, text_sha256=text_hash(texts[row]), old_label=labels[row],
+        changes.append(Correction(row=row, text_sha256=digest, old_label=labels[row],
                                   new_label=lookup[new], source=f"{path.name} {where} ({how})"))
     if problems:
         shown = "; ".join(problems[:_MAX_LISTED])
@@ -155,28 +164,29 @@ def apply_corrections(
 ) -> ApplyResult:
     """Check the corrections (see the module docstring), then write the corrected dataset to
     ``out_path`` and the changelog (default: ``<out_path stem>.changelog.csv``)."""
-    from textgate.data import read_dataset
-
     data, out_path = Path(data), Path(out_path)
-    names = tuple(label_names) if label_names is not None else _names_from_summary(Path(corrections))
-    dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names)
-    in_kind, out_kind = _kind(data), _kind(out_path)
+    # Cheap checks first: reading DATA may take a while.
+    in_kind = _kind(data) or _table_format(data)  # _table_format raises data.py's error for an unknown suffix
+    out_kind = _kind(out_path)
     wanted = "jsonl" if in_kind == "tweeteval" else in_kind
     if out_kind != wanted:
+        gz = "" if wanted == "parquet" else " (optionally .gz)"
         raise DataError(f"--out {out_path.name} would change the format from {in_kind} to {out_kind or 'unknown'}; "
-                        f"write a .{wanted} file (optionally .gz) so every column is kept.", field="out", path=out_path)
+                        f"write a .{wanted} file{gz} so every column is kept.", field="out", path=out_path)
     if out_path.resolve() == data.resolve():
         raise DataError(f"--out {out_path} is the input file; write the corrected copy elsewhere so the "
                         "original stays for comparison.", field="out", path=out_path)
+    names = tuple(label_names) if label_names is not None else _names_from_summary(Path(corrections))
+    dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names)
     changes, unchanged = read_corrections(corrections, texts=dataset.texts, labels=list(dataset.labels),
                                           label_names=dataset.label_names)
     new_labels = {c.row: c.new_label for c in changes}
     ids = {name: i for i, name in enumerate(dataset.label_names)}
     if in_kind == "tweeteval":
-        _write_jsonl_from(dataset.texts, [new_labels.get(i, lab) for i, lab in enumerate(dataset.labels)],
-                          out_path, text_col, label_col)
+        labels = [new_labels.get(i, lab) for i, lab in enumerate(dataset.labels)]
+        _write_atomically(out_path, lambda dst: _write_jsonl_from(dataset.texts, labels, dst, text_col, label_col))
     else:
-        _rewrite(data, out_path, in_kind, label_col, new_labels, ids)
+        _write_atomically(out_path, lambda dst: _rewrite_to(data, dst, in_kind, label_col, new_labels, ids))
     changelog = Path(changelog_path) if changelog_path else out_path.with_name(_stem(out_path) + ".changelog.csv")
     _write_changelog(changelog, changes)
     return ApplyResult(n_rows=len(dataset), changes=tuple(changes), unchanged=unchanged, out_path=out_path,
@@ -184,15 +194,24 @@ def apply_corrections(
 
 
 def _names_from_summary(corrections: Path) -> tuple[str, ...] | None:
-    """The audit's label names (summary.json beside issues.csv), so ids in DATA keep their meaning."""
+    """The audit's label names (summary.json beside issues.csv), so ids in DATA keep their meaning.
+    None without summary.json (or without label_names in it); an unreadable one is a DataError,
+    since falling back to DATA's sorted names could map ids to other labels."""
     summary = corrections.with_name("summary.json")
-    if summary.is_file():
-        try:
-            names = json.loads(summary.read_text(encoding="utf-8")).get("label_names")
-        except json.JSONDecodeError:
-            return None
-        return tuple(names) if names else None
-    return None
+    if not summary.is_file():
+        return None
+    try:
+        content = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{summary} (beside {corrections.name}) is not readable JSON ({exc}), so the audit's "
+                        "label names are unknown. Restore it from the audit's --out folder, or pass the label "
+                        "names in id order with --label-names.", field="summary", path=summary) from exc
+    names = content.get("label_names") if isinstance(content, dict) else None
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise DataError(f"{summary} (beside {corrections.name}) has label_names {names!r}, not a list of "
+                        "names. Restore it from the audit's --out folder, or pass the label names in id "
+                        "order with --label-names.", field="summary", path=summary)
+    return tuple(names) if names else None
 
 
 def _stem(path: Path) -> str:
@@ -201,15 +220,16 @@ def _stem(path: Path) -> str:
 
 
 def _kind(path: Path) -> str | None:
+    """"tweeteval", the table format data.py reads for ``path``'s suffix, or None if unsupported."""
     name = path.name.lower()
-    if name.endswith("_text.txt"):
+    if name.endswith(_TWEETEVAL_SUFFIX):
         return "tweeteval"
-    name = name.removesuffix(".gz")
-    return next((kind for suffix, kind in _KINDS.items() if name.endswith(suffix)), None)
+    return next((fmt for suffix, fmt in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
 
 
 def _open_for_writing(path: Path):
-    if path.name.lower().endswith(".gz"):
+    # Compression follows the final name, not the temporary file's .partial suffix.
+    if path.name.lower().removesuffix(_PARTIAL).endswith(".gz"):
         return gzip.open(path, "wt", encoding="utf-8", newline="")
     return path.open("w", encoding="utf-8", newline="")
 
@@ -225,13 +245,13 @@ def _new_value(old: Any, name: str, ids: dict[str, int]) -> Any:
     return name
 
 
-def _rewrite(data: Path, out: Path, kind: str, label_col: str, new_labels: dict[int, str], ids: dict[str, int]) -> None:
-    """Write to a temporary file next to ``out`` and move it into place, so a failure never
+def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file next to ``out``, then move it into place, so a failure never
     leaves a partial dataset behind."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    partial = out.with_name(out.name + _PARTIAL)
     try:
-        _rewrite_to(data, partial, kind, label_col, new_labels, ids)
+        write(partial)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -279,7 +299,6 @@ def _rewrite_parquet(data: Path, out: Path, label_col: str, new_labels: dict[int
 
 
 def _write_jsonl_from(texts: Sequence[str], labels: Sequence[str], out: Path, text_col: str, label_col: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     with _open_for_writing(out) as dst:
         for text, label in zip(texts, labels):
             dst.write(json.dumps({text_col: text, label_col: label}, ensure_ascii=False) + "\n")

@@ -73,15 +73,17 @@ def _issue_record(finding: Finding, text: str) -> dict[str, Any]:
             "text_sha256": text_hash(text), "text": text}
 
 
-def argilla_record(finding: Finding, text: str) -> dict[str, Any]:
+def argilla_record(finding: Finding, text: str, *, text_sha256: str | None = None) -> dict[str, Any]:
     """One record in the shape of Argilla 2.x ``Record.to_dict()`` / ``Record.from_dict()``: the
     text as field ``text``, the suggested label as a suggestion for question ``label`` (score:
-    its probability, in [0, 1]), and the audit's numbers as metadata."""
+    its probability, in [0, 1]), and the audit's numbers as metadata. ``text_sha256``: the
+    text's :func:`text_hash`, when the caller has it already."""
     return {
         "id": f"row-{finding.row}",
         "fields": {ARGILLA_TEXT_FIELD: text},
         "metadata": {"row": finding.row, "given_label": finding.given_label, "method": finding.method,
-                     "rank": finding.rank, "score": round(finding.score, 6), "text_sha256": text_hash(text)},
+                     "rank": finding.rank, "score": round(finding.score, 6),
+                     "text_sha256": text_hash(text) if text_sha256 is None else text_sha256},
         "suggestions": {ARGILLA_QUESTION: {"value": finding.suggested_label,
                                            "score": round(finding.suggested_probability, 6),
                                            "agent": f"textgate audit ({finding.method})"}},
@@ -105,7 +107,8 @@ def write_audit_outputs(result: AuditResult, texts: Sequence[str], out_dir: Path
     _write_jsonl(paths[1], records)
     paths[2].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     paths[3].write_text(render_review_html(summary, records), encoding="utf-8")
-    _write_jsonl(paths[4], [argilla_record(f, texts[f.row]) for f in result.findings])
+    _write_jsonl(paths[4], [argilla_record(f, r["text"], text_sha256=r["text_sha256"])
+                            for f, r in zip(result.findings, records)])
     return paths
 
 
@@ -156,30 +159,31 @@ def _pair_key(given: str, likely: str) -> str:
 def render_review_html(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """One self-contained page: the estimate per label pair and the ranked issues, filterable
     by (given, suggested) pair. Every text is escaped; nothing is fetched."""
-    from textgate.html import _e, _table, render_page
+    from textgate.html import escape, html_table, render_page
 
     estimated = summary.get("estimated_issues")
     head = (f"<h1>textgate audit</h1><h2>{len(records):,} likely label errors flagged among "
-            f"{summary.get('n_examples', 0):,} examples ({_e(summary.get('method'))})</h2>"
-            f"<p>Confident learning estimates {_e('n/a' if estimated is None else f'{estimated:,}')} "
+            f"{summary.get('n_examples', 0):,} examples ({escape(summary.get('method'))})</h2>"
+            f"<p>Confident learning estimates {escape('n/a' if estimated is None else f'{estimated:,}')} "
             "mislabeled examples. Score: higher = more likely mislabeled. Rows are 0-based positions "
             "in the data file.</p>")
     pairs = list(summary.get("pairs") or [])
-    pair_rows = [[_e(p["given"]), _e(p["likely"]), _e("n/a" if p["estimated"] is None else f"{p['estimated']:,}"),
-                  _e(f"{p['flagged']:,}")] for p in pairs]
-    pair_table = _table(["given label", "likely label", "estimated issues", "flagged"], pair_rows,
+    pair_rows = [[escape(p["given"]), escape(p["likely"]),
+                  escape("n/a" if p["estimated"] is None else f"{p['estimated']:,}"), escape(f"{p['flagged']:,}")]
+                 for p in pairs]
+    pair_table = html_table(["given label", "likely label", "estimated issues", "flagged"], pair_rows,
                         numeric=(2, 3), css="compact") if pairs else "<p class=\"note\">No issues.</p>"
-    options = "".join(f'<option value="{_e(_pair_key(p["given"], p["likely"]))}">'
-                      f'{_e(_pair_key(p["given"], p["likely"]))} ({p["flagged"]:,})</option>'
+    options = "".join(f'<option value="{escape(_pair_key(p["given"], p["likely"]))}">'
+                      f'{escape(_pair_key(p["given"], p["likely"]))} ({p["flagged"]:,})</option>'
                       for p in pairs if p["flagged"])
     shown = records[:_MAX_HTML_ROWS]
     body_rows = []
     for r in shown:
         text = r["text"] if len(r["text"]) <= _MAX_HTML_TEXT else r["text"][:_MAX_HTML_TEXT] + "…"
         body_rows.append(
-            f'<tr data-pair="{_e(_pair_key(r["given_label"], r["suggested_label"]))}">'
-            f'<td class="num">{r["rank"]}</td><td class="num">{r["row"]}</td><td class="text">{_e(text)}</td>'
-            f'<td class="given">{_e(r["given_label"])}</td><td class="suggested">{_e(r["suggested_label"])}</td>'
+            f'<tr data-pair="{escape(_pair_key(r["given_label"], r["suggested_label"]))}">'
+            f'<td class="num">{r["rank"]}</td><td class="num">{r["row"]}</td><td class="text">{escape(text)}</td>'
+            f'<td class="given">{escape(r["given_label"])}</td><td class="suggested">{escape(r["suggested_label"])}</td>'
             f'<td class="num">{r["suggested_probability"]:.3f}</td><td class="num">{r["score"]:.3f}</td></tr>')
     cut = (f'<p class="note">Showing the first {_MAX_HTML_ROWS:,} of {len(records):,}; issues.csv has all.</p>'
            if len(records) > _MAX_HTML_ROWS else "")
@@ -190,6 +194,6 @@ def render_review_html(summary: Mapping[str, Any], records: Sequence[Mapping[str
         '<div class="scroll"><table id="issues"><thead><tr><th class="num">rank</th><th class="num">row</th>'
         '<th>text</th><th>given</th><th>suggested</th><th class="num">p(suggested)</th>'
         f'<th class="num">score</th></tr></thead><tbody>{"".join(body_rows)}</tbody></table></div></section>')
-    settings = f'<section><details><summary>Settings</summary><pre>{_e(json.dumps({k: summary.get(k) for k in ("settings", "probabilities", "data")}, indent=2))}</pre></details></section>'
+    settings = f'<section><details><summary>Settings</summary><pre>{escape(json.dumps({k: summary.get(k) for k in ("settings", "probabilities", "data")}, indent=2))}</pre></details></section>'
     body = f"<section>{head}<h3>Estimated issues per label pair</h3>{pair_table}</section>{issues}{settings}"
     return render_page("textgate audit", body, script=_REVIEW_SCRIPT, css=_REVIEW_CSS)

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgate.compare import MIN_RESAMPLES, _bootstrap, _interval, _Scratch
+from textgate.compare import (
+    _bootstrap,
+    _check_bootstrap_settings,
+    _check_seed,
+    _interval,
+    _resampled_bin_sums,
+    _Scratch,
+)
 from textgate.config import dump_toml, read_toml, validate_table
 from textgate.errors import ConfigError, DataError
 from textgate.metrics import (
@@ -58,6 +65,7 @@ from textgate.metrics import (
     _check_probabilities,
     _check_same_length,
     _encode_true,
+    _equal_width_index,
     _Record,
 )
 
@@ -74,6 +82,7 @@ __all__ = [
     "TemperatureFit",
     "apply_temperature",
     "calibrate_temperature",
+    "check_calibration_labels",
     "fit_temperature",
     "logits_from_probabilities",
     "mc_dropout_curve",
@@ -84,6 +93,8 @@ __all__ = [
 ]
 
 CALIBRATION_FILE_VERSION = 1
+# The fix every error about a calibration file ends with.
+_REFIT = "Re-run `textgate calibrate MODEL DATA --out FILE` and point the ModelSpec's calibration at FILE."
 # T in [e^-4, e^4] = [0.018, 54.6]: beyond that, outputs are one-hot or uniform to float precision.
 LOG_T_BOUNDS = (-4.0, 4.0)
 # Step 0.1 in log T (10% in T): fine enough that the NLL has one minimum between grid neighbours.
@@ -147,7 +158,6 @@ class CalibrationResult(_Record):
     eval_rows: tuple[int, ...] | None  # held-out rows of the calibration data; None for eval-data
     before: CalibrationMetrics
     after: CalibrationMetrics
-    accuracy: float  # unchanged by temperature scaling
     metrics: tuple[MetricChange, ...]
     bootstrap: str
     notes: tuple[str, ...] = ()
@@ -179,6 +189,8 @@ class McDropoutRun(_Record):
     pass_seconds: tuple[float, ...]
     deterministic_seconds: tuple[float, float]  # (before, after) the stochastic passes
     mean_probabilities: np.ndarray  # (N, K) mean over all passes, label_names column order
+    seed: int  # of the dropout masks
+    rows: int  # texts each pass ran on (N)
 
     @property
     def seconds_per_pass(self) -> float:
@@ -191,7 +203,8 @@ class McDropoutRun(_Record):
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready, without the probabilities."""
-        return {"points": [p.to_dict() for p in self.points], "pass_seconds": list(self.pass_seconds),
+        return {"seed": self.seed, "rows": self.rows, "points": [p.to_dict() for p in self.points],
+                "pass_seconds": list(self.pass_seconds),
                 "deterministic_seconds": list(self.deterministic_seconds),
                 "seconds_per_pass": self.seconds_per_pass,
                 "deterministic_seconds_per_pass": self.deterministic_seconds_per_pass}
@@ -241,7 +254,10 @@ def logits_from_probabilities(probabilities: Any) -> np.ndarray:
     if p.ndim != 2:
         raise DataError(f"probabilities must be a 2-D (N, K) array; got shape {p.shape}. Pass one row "
                         "per example, one column per label.", field="probabilities")
-    p = _check_probabilities(p, p.shape[0], p.shape[1])
+    return _log_floored(_check_probabilities(p, p.shape[0], p.shape[1]))
+
+
+def _log_floored(p: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(p, PROBABILITY_FLOOR))
 
 
@@ -347,7 +363,7 @@ def calibrate_temperature(
     label_names: Sequence[str],
     eval_y_true: Any = None,
     eval_probabilities: Any = None,
-    fit_fraction: float = DEFAULT_FIT_FRACTION,
+    fit_fraction: float | None = None,
     k_folds: int | None = None,
     seed: int = 0,
     n_resamples: int = DEFAULT_RESAMPLES,
@@ -356,12 +372,13 @@ def calibrate_temperature(
     """Fit temperature scaling on ``probabilities`` (N, K) and measure it on held-out rows.
 
     Held out: ``eval_y_true``/``eval_probabilities`` when given, else ``k_folds`` stratified
-    folds when given, else a stratified ``fit_fraction`` split (see the module docstring).
+    folds when given, else a stratified ``fit_fraction`` split (see the module docstring;
+    default 0.5). ``fit_fraction`` with ``k_folds`` or an evaluation set is a ConfigError.
     """
     names = _check_label_names(label_names)
     y = _encode_true(y_true, names)
     z = _check_side(probabilities, y.size, len(names), "probabilities")
-    _check_bootstrap(n_resamples, seed, confidence)
+    n_resamples, seed, confidence = _check_bootstrap_settings(n_resamples, seed, confidence)
     separate = eval_y_true is not None or eval_probabilities is not None
     if separate and (eval_y_true is None or eval_probabilities is None):
         raise ConfigError("Pass both eval_y_true and eval_probabilities for a separate evaluation set, "
@@ -369,6 +386,11 @@ def calibrate_temperature(
     if separate and k_folds is not None:
         raise ConfigError("Choose one held-out method: a separate evaluation set or k_folds, not both.",
                           field="k_folds")
+    if fit_fraction is not None and (separate or k_folds is not None):
+        other = "a separate evaluation set" if separate else f"k_folds={k_folds!r}"
+        raise ConfigError(f"fit_fraction applies only to a split of the calibration data; got "
+                          f"fit_fraction={fit_fraction!r} together with {other}. Choose one held-out "
+                          "method: leave fit_fraction out (None) or drop the other.", field="fit_fraction")
     if separate:
         eval_y = _encode_true(eval_y_true, names)
         eval_z = _check_side(eval_probabilities, eval_y.size, len(names), "eval_probabilities")
@@ -390,11 +412,12 @@ def calibrate_temperature(
                        "the T fitted on the other folds, folds pooled; saved T refitted on all rows")
         return _result(fit, "k-fold", description, tuple(temperatures), y.size, np.arange(y.size),
                        y, z, after, seed, n_resamples, confidence)
-    fit_rows = _stratified_split(y, _check_fraction(fit_fraction, y), seed)
+    fraction = _check_fraction(DEFAULT_FIT_FRACTION if fit_fraction is None else fit_fraction, y)
+    fit_rows = _stratified_split(y, fraction, seed)
     eval_rows = np.setdiff1d(np.arange(y.size), fit_rows)
     fit = _fit(z[fit_rows], y[fit_rows])
     description = (f"seeded stratified split, seed {seed}: fitted on {fit_rows.size:,} rows "
-                   f"({100 * fit_fraction:g}%), evaluated on the other {eval_rows.size:,}")
+                   f"({100 * fraction:g}%), evaluated on the other {eval_rows.size:,}")
     return _result(fit, "split", description, (fit.temperature,), fit_rows.size, eval_rows, y[eval_rows],
                    z[eval_rows], _softmax(z[eval_rows] / fit.temperature), seed, n_resamples, confidence)
 
@@ -406,7 +429,7 @@ def paired_calibration_changes(y_true: Any, before: Any, after: Any, *, label_na
     after a calibration method), with the paired bootstrap intervals of the module docstring."""
     names = _check_label_names(label_names)
     y = _encode_true(y_true, names)
-    _check_bootstrap(n_resamples, seed, confidence)
+    n_resamples, seed, confidence = _check_bootstrap_settings(n_resamples, seed, confidence)
     p_before = _check_probabilities(before, y.size, len(names))
     p_after = _check_probabilities(after, y.size, len(names))
     return _metric_changes(y, p_before, p_after, _calibration(y, p_before, DEFAULT_N_BINS),
@@ -418,19 +441,7 @@ def _check_side(probabilities: Any, n: int, k: int, name: str) -> np.ndarray:
         p = _check_probabilities(probabilities, n, k)
     except DataError as exc:
         raise DataError(f"{name}: {exc}", field=name) from exc
-    return np.log(np.maximum(p, PROBABILITY_FLOOR))
-
-
-def _check_bootstrap(n_resamples: Any, seed: Any, confidence: Any) -> None:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) \
-            or n_resamples < MIN_RESAMPLES:
-        raise ConfigError(f"n_resamples must be an integer >= {MIN_RESAMPLES}; got {n_resamples!r}. "
-                          f"Use {DEFAULT_RESAMPLES} for reported intervals.", field="n_resamples")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}.", field="seed")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 < confidence < 1:
-        raise ConfigError(f"confidence must be in the open interval (0.5, 1); got {confidence!r}. "
-                          "Use 0.95 for a 95% interval.", field="confidence")
+    return _log_floored(p)
 
 
 def _check_fraction(fraction: Any, y: np.ndarray) -> float:
@@ -493,8 +504,7 @@ def _result(fit: TemperatureFit, holdout: Any, description: str, temperatures: t
         temperature=fit.temperature, fit=fit, holdout=holdout, holdout_description=description,
         fold_temperatures=temperatures, n_fit=int(n_fit), n_eval=int(y.size),
         eval_rows=None if eval_rows is None else tuple(int(r) for r in eval_rows),
-        before=before_metrics, after=after_metrics,
-        accuracy=float(np.mean(before.argmax(axis=1) == y)), metrics=changes,
+        before=before_metrics, after=after_metrics, metrics=changes,
         bootstrap=(f"paired percentile bootstrap, {n_resamples} resamples, seed {seed}, "
                    f"{100 * confidence:g}% intervals; the same resampled rows score before and after"),
         notes=tuple(notes),
@@ -512,7 +522,7 @@ class _PerExample:
 
     gap: np.ndarray  # confidence - correct
     correct: np.ndarray
-    bins: np.ndarray  # equal-width bin, metrics._equal_width_bins' convention
+    bins: np.ndarray  # equal-width bin, metrics._equal_width_index
     brier: np.ndarray
     nll: np.ndarray
     rank: np.ndarray  # position in metrics._ece_equal_mass's order (confidence, then correct)
@@ -523,8 +533,7 @@ def _per_example(y: np.ndarray, p: np.ndarray) -> _PerExample:
     n = y.size
     confidence = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, DEFAULT_N_BINS + 1)
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, DEFAULT_N_BINS - 1)
+    bins = _equal_width_index(confidence, DEFAULT_N_BINS)
     onehot = np.eye(p.shape[1])[y]
     order = np.lexsort((correct, confidence))
     rank = np.empty(n, dtype=np.int64)
@@ -537,11 +546,8 @@ def _per_example(y: np.ndarray, p: np.ndarray) -> _PerExample:
 def _resampled_metrics(side: _PerExample, idx: np.ndarray, scratch: _Scratch) -> np.ndarray:
     """(rows, 6) values of REPORTED_METRICS on each resample (row of example indices) in idx."""
     rows, n = idx.shape
-    offsets = np.arange(rows)[:, None] * DEFAULT_N_BINS
-    keys = (scratch.take(side.bins, idx) + offsets).ravel()
-    gaps = scratch.take(side.gap, idx)
+    keys, sums = _resampled_bin_sums(side.bins, side.gap, idx, scratch)
     counts = np.bincount(keys, minlength=rows * DEFAULT_N_BINS).reshape(rows, DEFAULT_N_BINS)
-    sums = np.bincount(keys, weights=gaps.ravel(), minlength=rows * DEFAULT_N_BINS).reshape(rows, DEFAULT_N_BINS)
     ece_width = np.abs(sums).sum(axis=1) / n
     mce = np.max(np.abs(sums) / np.maximum(counts, 1), axis=1)
     # Equal-mass bins: array_split's groups of the resample sorted in the point estimate's order.
@@ -628,9 +634,11 @@ def mc_dropout_curve(classifier: Classifier, texts: Sequence[str], y_true: Any, 
     from textgate.model import mc_dropout_mode
 
     wanted = _check_passes(passes)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}.", field="seed")
-    budget = token_budget or DEFAULT_TOKEN_BUDGET
+    seed = _check_seed(seed)
+    # Labels first: a wrong label or length fails now, not after max(passes) passes.
+    y = _encode_true(y_true, _check_label_names(classifier.label_names))
+    _check_same_length(y.size, len(texts), "texts")
+    budget = DEFAULT_TOKEN_BUDGET if token_budget is None else token_budget
     raw = _uncalibrated(classifier)
 
     def deterministic_pass() -> float:
@@ -640,7 +648,7 @@ def mc_dropout_curve(classifier: Classifier, texts: Sequence[str], y_true: Any, 
 
     before = deterministic_pass()
     stack, seconds = [], []
-    with mc_dropout_mode(raw, seed=int(seed)):
+    with mc_dropout_mode(raw, seed=seed):
         for _ in range(max(wanted)):
             started = time.perf_counter()
             stack.append(predict(raw, texts, token_budget=budget, progress=False).probabilities)
@@ -648,7 +656,8 @@ def mc_dropout_curve(classifier: Classifier, texts: Sequence[str], y_true: Any, 
     after = deterministic_pass()
     probabilities = np.stack(stack)
     points = mc_dropout_metrics(y_true, probabilities, seconds, label_names=classifier.label_names, passes=wanted)
-    return McDropoutRun(points, tuple(seconds), (before, after), probabilities.mean(axis=0, dtype=np.float64))
+    return McDropoutRun(points, tuple(seconds), (before, after), probabilities.mean(axis=0, dtype=np.float64),
+                        seed=seed, rows=len(texts))
 
 
 def _uncalibrated(classifier: Classifier) -> Classifier:
@@ -677,7 +686,7 @@ def _check_passes(passes: Any, *, limit: int | None = None) -> tuple[int, ...]:
 def write_calibration_file(path: Path | str, result: CalibrationResult, *, model_fingerprint: str,
                            label_names: Sequence[str], data_path: str, data_fingerprint: str) -> Path:
     """Write the TOML file a ModelSpec's ``calibration`` field names (see docs/calibration.md)."""
-    from importlib.metadata import version
+    from textgate.model import library_versions
 
     path = Path(path)
     heldout: dict[str, Any] = {"rows": result.n_eval}
@@ -686,7 +695,8 @@ def write_calibration_file(path: Path | str, result: CalibrationResult, *, model
         heldout[f"{change.name}_after"] = change.after
     record = CalibrationFile(
         schema_version=CALIBRATION_FILE_VERSION, method="temperature_scaling", temperature=result.temperature,
-        model_fingerprint=model_fingerprint, label_names=tuple(label_names), textgate_version=version("textgate"),
+        model_fingerprint=model_fingerprint, label_names=tuple(label_names),
+        textgate_version=library_versions()["textgate"],  # "not installed" outside a package install
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         fitted_on=FittedOn(path=data_path, data_fingerprint=data_fingerprint, rows=result.n_fit,
                            holdout=result.holdout_description),
@@ -707,20 +717,25 @@ def read_calibration_file(path: Path | str, *, model_fingerprint: str | None = N
     """Read and check a calibration file; with ``model_fingerprint`` / ``label_names``, also that
     it was fitted for that model (the fingerprint of its ModelSpec without calibration)."""
     path = Path(path)
-    fix = "Re-run `textgate calibrate MODEL DATA --out FILE` and point the ModelSpec's calibration at FILE."
     raw = read_toml(path, what="Calibration file (ModelSpec field 'calibration')", field="calibration")
     try:
         record = validate_table(CalibrationFile, raw, origin=f"calibration file {path}")
     except ConfigError as exc:
-        raise ConfigError(f"ModelSpec field 'calibration': {exc} {fix}", field="calibration", path=path) from exc
+        raise ConfigError(f"ModelSpec field 'calibration': {exc} {_REFIT}", field="calibration", path=path) from exc
     if model_fingerprint is not None and record.model_fingerprint != model_fingerprint:
         raise ConfigError(
             f"ModelSpec field 'calibration': {path} was fitted for model fingerprint "
             f"{record.model_fingerprint}, but this ModelSpec's model (without calibration) has fingerprint "
             f"{model_fingerprint}: its weights, adapter or an output-changing setting (dtype, max_length, "
-            f"padding, label_map, ...) differ. {fix}", field="calibration", path=path)
-    if label_names is not None and tuple(record.label_names) != tuple(label_names):
+            f"padding, label_map, ...) differ. {_REFIT}", field="calibration", path=path)
+    if label_names is not None:
+        check_calibration_labels(record, path, label_names)
+    return record
+
+
+def check_calibration_labels(record: CalibrationFile, path: Path | str, label_names: Sequence[str]) -> None:
+    """ConfigError unless ``record`` (read from ``path``) was fitted for exactly ``label_names``."""
+    if tuple(record.label_names) != tuple(label_names):
         raise ConfigError(
             f"ModelSpec field 'calibration': {path} was fitted for labels {list(record.label_names)}, but "
-            f"the model outputs {list(label_names)}. {fix}", field="calibration", path=path)
-    return record
+            f"the model outputs {list(label_names)}. {_REFIT}", field="calibration", path=path)

@@ -17,15 +17,16 @@ from textgate.calibration import CalibrationResult, McDropoutRun
 from textgate.html import (
     _COLORS,
     _SCRIPT,
-    _e,
     _figure,
     _filled_bins,
     _note,
     _reliability_svg,
-    _table,
+    escape,
+    html_table,
     render_page,
 )
-from textgate.report import Table, print_tables
+from textgate.metrics import DEFAULT_N_BINS
+from textgate.report import Table, markdown_table, print_tables
 
 __all__ = [
     "CALIBRATION_REPORT_SCHEMA_VERSION",
@@ -41,15 +42,17 @@ __all__ = [
 CALIBRATION_REPORT_SCHEMA_VERSION = 1
 # Fractions shown as percentages; NLL and Brier are not fractions.
 _PERCENT_METRICS = frozenset({"ece_equal_width", "ece_equal_mass", "mce", "accuracy"})
-_LABELS = {"ece_equal_width": "ECE (15 equal-width bins)", "ece_equal_mass": "ECE (15 equal-mass bins)",
+_LABELS = {"ece_equal_width": f"ECE ({DEFAULT_N_BINS} equal-width bins)",
+           "ece_equal_mass": f"ECE ({DEFAULT_N_BINS} equal-mass bins)",
            "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
 
 
 def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any], data: dict[str, Any],
                             mc_dropout: McDropoutRun | None = None,
-                            mc_seed: int | None = None, calibration_file: str | None = None) -> dict[str, Any]:
+                            calibration_file: str | None = None) -> dict[str, Any]:
     """The JSON report (also what --format json prints). ``mc_dropout`` is what
-    :func:`textgate.calibration.mc_dropout_curve` returned, on the same held-out rows."""
+    :func:`textgate.calibration.mc_dropout_curve` returned (its seed and row count included),
+    normally on the same held-out rows."""
     report: dict[str, Any] = {
         "schema_version": CALIBRATION_REPORT_SCHEMA_VERSION,
         "kind": "textgate.calibration",
@@ -70,9 +73,7 @@ def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any],
     }
     if mc_dropout is not None:
         report["mc_dropout"] = {
-            "seed": mc_seed,
-            "rows": result.n_eval,
-            **mc_dropout.summary(),
+            **mc_dropout.summary(),  # seed, rows (the texts MC dropout ran on), points, timings
             "method": ("mean of N stochastic passes with dropout active (eager attention, attention "
                        "dropout included), uncalibrated model; seconds: the wall time of those N passes; "
                        "one deterministic pass (T = 1 or temperature-scaled) timed before and after them"),
@@ -153,10 +154,8 @@ def render_calibration_markdown(report: dict[str, Any]) -> str:
                                         f"{_value(ece['name'], ece['before'])} → {_value(ece['name'], ece['after'])} "
                                         "on held-out rows)."), ""]
     for table in calibration_tables(report):
-        out += [f"## {table.title}", "", "| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
-        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
-        out += ["", f"_{table.caption}_", ""]
-    out += ["## Reliability (15 equal-width bins)", "",
+        out += [f"## {table.title}", "", *markdown_table(table), "", f"_{table.caption}_", ""]
+    out += [f"## Reliability ({DEFAULT_N_BINS} equal-width bins)", "",
             "| bin | n before | conf before | acc before | n after | conf after | acc after |",
             "|---|---|---|---|---|---|---|"]
     for b, a in zip(report["before"]["reliability"], report["after"]["reliability"], strict=True):
@@ -186,10 +185,10 @@ def _ece_text(ece: Any) -> str:
 
 
 def _html_table(table: Table) -> str:
-    return (f"<h3>{_e(table.title)}</h3>"
-            + _table(table.headers, [[_e(c) for c in row] for row in table.rows],
+    return (f"<h3>{escape(table.title)}</h3>"
+            + html_table(table.headers, [[escape(c) for c in row] for row in table.rows],
                      numeric=range(1, len(table.headers)))
-            + f'<p class="caption">{_e(table.caption)}</p>')
+            + f'<p class="caption">{escape(table.caption)}</p>')
 
 
 def render_calibration_html(report: dict[str, Any]) -> str:
@@ -201,15 +200,15 @@ def render_calibration_html(report: dict[str, Any]) -> str:
         ece = report[side]["ece_equal_width"]["value"]
         figures.append(_figure(_reliability_svg(title, color, filled, _ece_text(ece))) if filled else _note(f"No bins {side}."))
     body = (f'<section class="banner pass"><h1>textgate calibrate</h1><h2>Temperature T = '
-            f"{report['temperature']:.4f}</h2><p>{_e(report['holdout']['description'])}</p></section>"
+            f"{report['temperature']:.4f}</h2><p>{escape(report['holdout']['description'])}</p></section>"
             "<section>" + "".join(_html_table(t) for t in calibration_tables(report)) + "</section>"
             '<section><h2>Reliability</h2><div class="plots">' + "".join(figures) + "</div>"
             '<p class="caption">Held-out rows. Bars: accuracy per equal-width confidence bin (darker = more '
             "examples; empty bins omitted); dots: mean confidence vs accuracy; dashed: perfect calibration.</p>"
             "</section>"
-            + ("<section><h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in report["notes"]) + "</ul></section>"
+            + ("<section><h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report["notes"]) + "</ul></section>"
                if report["notes"] else "")
-            + "<section><h2>Run</h2><ul>" + "".join(f"<li>{_e(line)}</li>" for line in _run_lines(report))
+            + "<section><h2>Run</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in _run_lines(report))
             + "</ul></section>")
     return render_page(f"textgate calibrate: T = {report['temperature']:.3f}", body, script=_SCRIPT)
 

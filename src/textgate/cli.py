@@ -227,7 +227,7 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
         dataset.labels, predictions.probabilities, label_names=predictions.label_names,
         eval_y_true=None if evaluation is None else evaluation[0].labels,
         eval_probabilities=None if evaluation is None else evaluation[1].probabilities,
-        fit_fraction=0.5 if fit_split is None else fit_split, k_folds=k_fold, seed=seed, n_resamples=resamples)
+        fit_fraction=fit_split, k_folds=k_fold, seed=seed, n_resamples=resamples)
     mc = None
     if passes:
         texts, labels = ((evaluation[0].texts, evaluation[0].labels) if evaluation is not None else
@@ -239,7 +239,7 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
                            label_names=predictions.label_names, data_path=str(data),
                            data_fingerprint=dataset.fingerprint)
     report = calibration_report_dict(result, model=inputs["model"], data=inputs["data"], mc_dropout=mc,
-                                     mc_seed=seed if mc else None, calibration_file=str(out_path))
+                                     calibration_file=str(out_path))
     _emit_report(report, report, output_format=output_format, out_dir=report_dir,
                  write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
     _say(f"wrote {out_path} (T = {result.temperature:.4f}); apply it with calibration = \"{out_path.name}\" "
@@ -390,7 +390,7 @@ def audit() -> None:
               help="Out-of-sample probabilities: a 'textgate predict' Parquet file or an (N, K) .npy array.")
 @click.option("--k-fold", "k_fold", is_flag=True,
               help="Probabilities by stratified k-fold logistic regression on MODEL's frozen embeddings.")
-@click.option("--folds", default=5, show_default=True, help="Folds for --k-fold.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds for --k-fold.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the --k-fold split.")
 @click.option("--kfold-c", "kfold_c", type=click.FloatRange(min=0, min_open=True),
               help="Inverse L2 strength of the --k-fold head (default: the C of textgate.audit.KFOLD_C_GRID "
@@ -400,7 +400,8 @@ def audit() -> None:
 @click.option("--ranked-by", type=click.Choice(["normalized_margin", "self_confidence"]),
               default="normalized_margin", show_default=True, help="Confident learning's ranking score.")
 @click.option("--top", type=int, help="Flag at most this many (default: confident learning's estimate).")
-@click.option("--label-names", help="Comma-separated names of the .npy columns (default: DATA's labels, sorted).")
+@click.option("--label-names", help="Comma-separated names of the .npy columns of --pred-probs (default: DATA's "
+                                   "labels, sorted).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory for the outputs.")
 @click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
               show_default=True, help="What to print on stdout (json: summary.json).")
@@ -413,7 +414,7 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
 
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
     """
-    from textgate.audit import audit_labels, label_ids
+    from textgate.audit import audit_labels
     from textgate.audit_export import audit_summary, write_audit_outputs
 
     if len(args) != (1 if pred_probs else 2):
@@ -422,15 +423,22 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     model, data = (None, Path(args[0])) if pred_probs else (args[0], Path(args[1]))
     if k_fold and model is None:
         raise click.UsageError("--k-fold needs MODEL (its encoder makes the embeddings), not --pred-probs.")
-    if kfold_c is not None and not k_fold:
-        raise click.UsageError("--kfold-c sets the --k-fold head; add --k-fold or leave --kfold-c out.")
-    dataset, probabilities, names, source = _audit_probabilities(
-        model, data, pred_probs, label_names, k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c,
-        text_col=text_col, label_col=label_col, run_options=run_options)
-    result = audit_labels(label_ids(dataset.labels, names, field=label_col), probabilities, label_names=names,
-                          method=method.replace("-", "_"), ranked_by=ranked_by, top=top)
+    if not k_fold:  # options of the k-fold head given without it would be silently ignored
+        source_of = click.get_current_context().get_parameter_source
+        for flag, name, part in (("--kfold-c", "kfold_c", "head"), ("--folds", "folds", "split"),
+                                 ("--seed", "seed", "split")):
+            if source_of(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"{flag} sets the --k-fold {part}; add --k-fold or leave {flag} out.")
+    if label_names is not None and (pred_probs is None or pred_probs.suffix != ".npy"):
+        raise click.UsageError("--label-names names the columns of a .npy --pred-probs; MODEL and 'textgate "
+                               "predict' files carry their own label names. Leave --label-names out.")
+    dataset, ids, texts_fingerprint, probabilities, names, source = _audit_probabilities(
+        model, data, pred_probs, _label_name_list(label_names), k_fold=k_fold, folds=folds, seed=seed,
+        kfold_c=kfold_c, text_col=text_col, label_col=label_col, run_options=run_options)
+    result = audit_labels(ids, probabilities, label_names=names, method=method.replace("-", "_"),
+                          ranked_by=ranked_by, top=top)
     summary = audit_summary(result, probabilities=source, data={
-        "path": str(data), "fingerprint": dataset.fingerprint, "texts_fingerprint": _texts_fingerprint(dataset)})
+        "path": str(data), "fingerprint": dataset.fingerprint, "texts_fingerprint": texts_fingerprint})
     for path in write_audit_outputs(result, dataset.texts, out_dir, summary):
         _say(f"wrote {path}")
     if output_format == "json":
@@ -459,85 +467,87 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
     """
     from textgate.audit_apply import apply_corrections
 
-    names = [n.strip() for n in label_names.split(",")] if label_names else None
-    result = apply_corrections(corrections, data, out_path, label_names=names, text_col=text_col,
-                               label_col=label_col, changelog_path=changelog)
+    result = apply_corrections(corrections, data, out_path, label_names=_label_name_list(label_names),
+                               text_col=text_col, label_col=label_col, changelog_path=changelog)
     _say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
          f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
 
 
-def _audit_probabilities(model: str | None, data: Path, pred_probs: Path | None, label_names: str | None, *,
-                         k_fold: bool, folds: int, seed: int, kfold_c: float | None, text_col: str, label_col: str,
-                         run_options: dict):
-    """(dataset, probabilities, label names, description of where the probabilities came from)."""
+def _audit_probabilities(model: str | None, data: Path, pred_probs: Path | None,
+                         label_names: tuple[str, ...] | None, *, k_fold: bool, folds: int, seed: int,
+                         kfold_c: float | None, text_col: str, label_col: str, run_options: dict):
+    """(dataset, label ids, texts fingerprint, probabilities, label names, where the probabilities
+    came from). DATA is read once, with the label names of the probabilities' source: MODEL's, the
+    'textgate predict' file's, or ``label_names`` for a .npy (None: DATA's labels, sorted)."""
     import numpy as np
 
+    from textgate.audit import label_ids
     from textgate.data import read_dataset
     from textgate.errors import DataError
-
-    if model is not None:
-        classifier = _load(model, run_options)
-        dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=classifier.label_names)
-        _report_dataset(dataset)
-        budget = run_options.get("token_budget")
-        if not k_fold:
-            _say("probabilities: MODEL run on DATA (valid only if MODEL did not train on DATA)")
-            predictions = _run(classifier, dataset.texts, run_options)
-            return dataset, predictions.probabilities, classifier.label_names, {
-                "source": "model", "model_fingerprint": classifier.fingerprint}
-        from textgate.audit import kfold_probabilities, label_ids
-        from textgate.infer import DEFAULT_TOKEN_BUDGET, embed
-
-        _say(f"embedding {len(dataset):,} texts (masked mean of the last hidden state) ...")
-        vectors = embed(classifier, dataset.texts, token_budget=budget or DEFAULT_TOKEN_BUDGET,
-                        progress=run_options.get("progress"))
-        probabilities, settings = kfold_probabilities(
-            vectors, label_ids(dataset.labels, classifier.label_names), n_classes=len(classifier.label_names),
-            folds=folds, seed=seed, C=kfold_c, say=_say)
-        return dataset, probabilities, classifier.label_names, {
-            "source": "k-fold", "model_fingerprint": classifier.fingerprint,
-            "embedding": "attention-masked mean of the last hidden state", **settings}
-    assert pred_probs is not None
     from textgate.predictions import (
         is_textgate_predictions,
         load_predictions,
         texts_fingerprint,
     )
 
-    if is_textgate_predictions(pred_probs):
+    classifier = saved = None
+    names_for_data = label_names
+    if model is not None:
+        classifier = _load(model, run_options)
+        names_for_data = classifier.label_names
+    elif is_textgate_predictions(pred_probs):
         saved = load_predictions(pred_probs)
         if saved.probabilities is None:
             raise DataError(f"{pred_probs} holds labels without probabilities; audit needs probabilities.",
                             field="pred_probs", path=pred_probs)
-        dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=saved.label_names)
-        _report_dataset(dataset)
-        if saved.data_fingerprint and saved.data_fingerprint != texts_fingerprint(dataset.texts):
-            raise DataError(f"{pred_probs} was computed on other texts than {data} (data fingerprint "
-                            f"{saved.data_fingerprint} vs {texts_fingerprint(dataset.texts)}); predict on this "
-                            "DATA again.", field="pred_probs", path=pred_probs)
-        _say(f"probabilities: textgate file {pred_probs} (model fingerprint {saved.model_fingerprint})")
-        return dataset, saved.probabilities, saved.label_names, {
-            "source": str(pred_probs), "model_fingerprint": saved.model_fingerprint}
-    if pred_probs.suffix != ".npy":
+        names_for_data = saved.label_names
+    elif pred_probs.suffix != ".npy":
         raise DataError(f"--pred-probs {pred_probs} is neither a 'textgate predict' Parquet file nor a .npy "
                         "array of shape (N, K).", field="pred_probs", path=pred_probs)
-    names = tuple(n.strip() for n in label_names.split(",")) if label_names else None
-    dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names)
+    dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names_for_data)
     _report_dataset(dataset)
-    try:
-        probabilities = np.load(pred_probs, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"--pred-probs {pred_probs} is not a readable .npy array ({exc}).", field="pred_probs",
-                        path=pred_probs) from exc
-    _say(f"probabilities: {pred_probs}, columns read as {', '.join(dataset.label_names)}"
-         + ("" if names else " (DATA's labels, sorted; pass --label-names if the columns differ)"))
-    return dataset, probabilities, dataset.label_names, {"source": str(pred_probs)}
+    names = dataset.label_names
+    ids = label_ids(dataset.labels, names, field=label_col)
+    fingerprint = texts_fingerprint(dataset.texts)
+    if classifier is not None and not k_fold:
+        _say("probabilities: MODEL run on DATA (valid only if MODEL did not train on DATA)")
+        probabilities = _run(classifier, dataset.texts, run_options).probabilities
+        source = {"source": "model", "model_fingerprint": classifier.fingerprint}
+    elif classifier is not None:
+        from textgate.audit import kfold_probabilities, validate_kfold_labels
+        from textgate.infer import DEFAULT_TOKEN_BUDGET, embed
+
+        validate_kfold_labels(ids, n_classes=len(names), folds=folds)  # before the embedding, which is slow
+        _say(f"embedding {len(dataset):,} texts (masked mean of the last hidden state) ...")
+        vectors = embed(classifier, dataset.texts, token_budget=run_options.get("token_budget") or DEFAULT_TOKEN_BUDGET,
+                        progress=run_options.get("progress"))
+        probabilities, settings = kfold_probabilities(vectors, ids, n_classes=len(names), folds=folds, seed=seed,
+                                                      C=kfold_c, say=_say)
+        source = {"source": "k-fold", "model_fingerprint": classifier.fingerprint,
+                  "embedding": "attention-masked mean of the last hidden state", **settings}
+    elif saved is not None:
+        if saved.data_fingerprint and saved.data_fingerprint != fingerprint:
+            raise DataError(f"{pred_probs} was computed on other texts than {data} (data fingerprint "
+                            f"{saved.data_fingerprint} vs {fingerprint}); predict on this DATA again.",
+                            field="pred_probs", path=pred_probs)
+        _say(f"probabilities: textgate file {pred_probs} (model fingerprint {saved.model_fingerprint})")
+        probabilities = saved.probabilities
+        source = {"source": str(pred_probs), "model_fingerprint": saved.model_fingerprint}
+    else:
+        try:
+            probabilities = np.load(pred_probs, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--pred-probs {pred_probs} is not a readable .npy array ({exc}).", field="pred_probs",
+                            path=pred_probs) from exc
+        _say(f"probabilities: {pred_probs}, columns read as {', '.join(names)}"
+             + ("" if label_names else " (DATA's labels, sorted; pass --label-names if the columns differ)"))
+        source = {"source": str(pred_probs)}
+    return dataset, ids, fingerprint, probabilities, names, source
 
 
-def _texts_fingerprint(dataset) -> str:
-    from textgate.predictions import texts_fingerprint
-
-    return texts_fingerprint(dataset.texts)
+def _label_name_list(value: str | None) -> tuple[str, ...] | None:
+    """--label-names "a, b,c" -> ("a", "b", "c"); None when not given (or empty)."""
+    return tuple(n.strip() for n in value.split(",")) if value else None
 
 
 def _audit_text(summary: dict, result) -> str:

@@ -56,6 +56,7 @@ from textgate.metrics import (
     _divide,
     _encode,
     _encode_true,
+    _equal_width_index,
     _Record,
 )
 from textgate.predictions import Predictions
@@ -278,23 +279,35 @@ def _check_side(predictions: Any, which: str, n: int, names: tuple[str, ...]) ->
 
 
 def _check_settings(n_resamples: Any, seed: Any, confidence: Any, n_example_flips: Any) -> _Settings:
-    def is_int(value: Any) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    n_resamples, seed, confidence = _check_bootstrap_settings(n_resamples, seed, confidence)
+    if not _is_int(n_example_flips) or n_example_flips < 0:
+        raise ConfigError(f"n_example_flips must be an integer >= 0; got {n_example_flips!r}. "
+                          "Use 0 to list no example rows.", field="n_example_flips")
+    return _Settings(n_resamples, seed, confidence, int(n_example_flips))
 
-    if not is_int(n_resamples) or n_resamples < MIN_RESAMPLES:
+
+def _check_bootstrap_settings(n_resamples: Any, seed: Any, confidence: Any) -> tuple[int, int, float]:
+    """The settings of a paired bootstrap, checked; shared with textgate.calibration."""
+    if not _is_int(n_resamples) or n_resamples < MIN_RESAMPLES:
         raise ConfigError(f"n_resamples must be an integer >= {MIN_RESAMPLES}; got {n_resamples!r}. "
                           "Use 2000 for reported intervals.", field="n_resamples")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}. Any fixed value "
-                          "makes the intervals reproducible.", field="seed")
+    seed = _check_seed(seed)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
             or not 0.5 < confidence < 1:
         raise ConfigError(f"confidence must be a number in the open interval (0.5, 1); got "
                           f"{confidence!r}. Use 0.95 for a 95% interval.", field="confidence")
-    if not is_int(n_example_flips) or n_example_flips < 0:
-        raise ConfigError(f"n_example_flips must be an integer >= 0; got {n_example_flips!r}. "
-                          "Use 0 to list no example rows.", field="n_example_flips")
-    return _Settings(int(n_resamples), int(seed), float(confidence), int(n_example_flips))
+    return int(n_resamples), seed, float(confidence)
+
+
+def _check_seed(seed: Any) -> int:
+    if not _is_int(seed) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}. Any fixed value "
+                          "makes the results reproducible.", field="seed")
+    return int(seed)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,10 +386,7 @@ def _resample_inputs(true_codes: np.ndarray, side: _Side, k: int,
         return cells, None, None
     confidence = side.probabilities.max(axis=1)
     correct = side.probabilities.argmax(axis=1) == true_codes
-    # metrics._equal_width_bins' convention: (edge_i, edge_i+1], confidence 0 in the first bin.
-    edges = np.linspace(0.0, 1.0, DEFAULT_N_BINS + 1)
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, DEFAULT_N_BINS - 1)
-    return cells, bins, confidence - correct
+    return cells, _equal_width_index(confidence, DEFAULT_N_BINS), confidence - correct
 
 
 def _resampled_values(cells: np.ndarray, bins: np.ndarray | None, gaps: np.ndarray | None,
@@ -394,12 +404,23 @@ def _resampled_values(cells: np.ndarray, bins: np.ndarray | None, gaps: np.ndarr
     columns += list(_divide(tp, support).T)
     columns.append(counts[:, :, k].sum(axis=1) / n)
     if bins is not None:
-        bin_keys = scratch.take(bins, idx)  # reuses the buffer of keys, no longer needed
-        bin_keys += np.arange(rows)[:, None] * DEFAULT_N_BINS
-        sums = np.bincount(bin_keys.ravel(), weights=scratch.take(gaps, idx).ravel(),
-                           minlength=rows * DEFAULT_N_BINS)
-        columns.append(np.abs(sums).reshape(rows, DEFAULT_N_BINS).sum(axis=1) / n)
+        # Takes into the buffer of `keys` above (same dtype), which is no longer needed.
+        _, sums = _resampled_bin_sums(bins, gaps, idx, scratch)
+        columns.append(np.abs(sums).sum(axis=1) / n)
     return np.column_stack(columns)
+
+
+def _resampled_bin_sums(bins: np.ndarray, gaps: np.ndarray, idx: np.ndarray,
+                        scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``gaps`` (confidence - correct) in each equal-width bin of each resample in idx,
+    (rows, DEFAULT_N_BINS): |sums| summed over bins / N is the resample's ECE. Also the flat bin
+    keys (resample x DEFAULT_N_BINS + bin), valid until scratch's next take of their dtype."""
+    rows = idx.shape[0]
+    keys = scratch.take(bins, idx)
+    keys += np.arange(rows)[:, None] * DEFAULT_N_BINS
+    keys = keys.ravel()
+    sums = np.bincount(keys, weights=scratch.take(gaps, idx).ravel(), minlength=rows * DEFAULT_N_BINS)
+    return keys, sums.reshape(rows, DEFAULT_N_BINS)
 
 
 class _Scratch:

@@ -14,10 +14,10 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from html import escape
+from html import escape as _escape_html
 from typing import Any
 
-__all__ = ["render_gate_html", "render_page"]
+__all__ = ["escape", "html_table", "render_gate_html", "render_page"]
 
 # Long enough to recognize a slice or label, short enough to leave room for the plot itself.
 _MAX_LABEL_CHARS = 30
@@ -141,8 +141,9 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
+def escape(value: Any) -> str:
+    """``value`` as HTML text, quotes escaped too (safe in attributes); None is ""."""
+    return _escape_html("" if value is None else str(value))
 
 
 def _short(text: str, limit: int = _MAX_LABEL_CHARS) -> str:
@@ -176,10 +177,10 @@ def _p_value(value: Any) -> str:
 
 
 def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
+    return f'<p class="note">{escape(text)}</p>'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = (),
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = (),
            wrap: Sequence[int] = (), row_classes: Sequence[str] = (), css: str = "") -> str:
     """An HTML table; cells are already-escaped HTML. Columns in ``numeric`` are right-aligned,
     columns in ``wrap`` hold free text that may break anywhere."""
@@ -187,7 +188,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Se
         cls = "num" if i in numeric else "text" if i in wrap else ""
         return f'<{tag} class="{cls}">{content}</{tag}>' if cls else f"<{tag}>{content}</{tag}>"
 
-    head = "".join(cell("th", i, _e(h)) for i, h in enumerate(headers))
+    head = "".join(cell("th", i, escape(h)) for i, h in enumerate(headers))
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_classes[r]}"' if r < len(row_classes) and row_classes[r] else ""
@@ -250,7 +251,7 @@ class _Svg:
         """Add ``<tag attrs>content</tag>``; ``content`` is raw SVG, ``font_size`` becomes ``font-size``."""
         rendered = "".join(
             f' {name.rstrip("_").replace("_", "-")}="'
-            + (_fmt_coord(value) if isinstance(value, float) else escape(str(value), quote=True)) + '"'
+            + (_fmt_coord(value) if isinstance(value, float) else _escape_html(str(value), quote=True)) + '"'
             for name, value in attrs.items() if value is not None
         )
         self._parts.append(f"<{tag}{rendered}>{content}</{tag}>" if content else f"<{tag}{rendered}/>")
@@ -268,7 +269,7 @@ class _Svg:
 
     def text(self, x: float, y: float, text: str, *, hover: str | None = None, **attrs: Any) -> None:
         """Escaped text; ``hover`` adds a tooltip (e.g. the full name behind a truncated label)."""
-        content = escape(text) + (f"<title>{escape(hover)}</title>" if hover else "")
+        content = _escape_html(text) + (f"<title>{_escape_html(hover)}</title>" if hover else "")
         self.element("text", content, x=float(x), y=float(y), fill=attrs.pop("fill", _COLORS["ink"]),
                      font_size=attrs.pop("font_size", 12), **attrs)
 
@@ -302,11 +303,11 @@ class _Svg:
     def render(self) -> str:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{self.width:.0f}" '
                 f'height="{self.height:.0f}" viewBox="0 0 {self.width:.0f} {self.height:.0f}">'
-                f"<title>{escape(self.title)}</title>{''.join(self._parts)}</svg>")
+                f"<title>{_escape_html(self.title)}</title>{''.join(self._parts)}</svg>")
 
 
 def _figure(svg: _Svg, caption: str = "") -> str:
-    return f"<figure>{svg.render()}" + (f"<figcaption>{_e(caption)}</figcaption>" if caption else "") + "</figure>"
+    return f"<figure>{svg.render()}" + (f"<figcaption>{escape(caption)}</figcaption>" if caption else "") + "</figure>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,10 +332,10 @@ def _banner(report: dict[str, Any]) -> str:
     items = [("baseline", _side_description(report.get("baseline"))),
              ("candidate", _side_description(report.get("candidate"))),
              ("data", data_line), ("created", str(report.get("created") or "n/a"))]
-    meta = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    meta = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
     return (f'<section class="banner {verdict}" id="verdict"><h1>textgate gate</h1>'
             f'<span class="verdict">{verdict.upper()}</span>'
-            f'<p class="summary">{_e(report.get("summary") or "")}</p><dl class="meta">{meta}</dl></section>')
+            f'<p class="summary">{escape(report.get("summary") or "")}</p><dl class="meta">{meta}</dl></section>')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,16 +388,16 @@ def _checks(report: dict[str, Any]) -> str:
     for c in checks:
         status = str(c.get("status") or "skip")
         base, cand, value, interval = _check_cells(c)
-        rows.append((_e(c.get("scope") or "overall"), _e(c.get("name")), base, cand, value, interval,
-                     _p_value(c.get("p_value")), _e(c.get("rule")),
-                     f'<span class="badge {_e(status)}">{_e(status)}</span>', _e(c.get("reason"))))
+        rows.append((escape(c.get("scope") or "overall"), escape(c.get("name")), base, cand, value, interval,
+                     _p_value(c.get("p_value")), escape(c.get("rule")),
+                     f'<span class="badge {escape(status)}">{escape(status)}</span>', escape(c.get("reason"))))
         classes.append(status if status in ("fail", "warn") else "")
     counts = {s: sum(c.get("status") == s for c in checks) for s in ("fail", "warn", "pass", "skip")}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     headers = ("scope", "check", "baseline", "candidate", "value", "95% interval", "p-value", "rule", "status",
                "reason")
     return (f'<section id="checks"><h2>Checks ({len(checks)}: {tally})</h2>'
-            + _table(headers, rows, numeric=(2, 3, 4, 5, 6), row_classes=classes)
+            + html_table(headers, rows, numeric=(2, 3, 4, 5, 6), row_classes=classes)
             + '<p class="caption">Accuracy-style values are candidate − baseline in percentage points; latency '
               "values are relative increases; p-values are McNemar mid-p.</p></section>")
 
@@ -688,8 +689,8 @@ def _latency_section(report: dict[str, Any]) -> str:
     measurement = latency.get("measurement") or "unknown"
     how = {"interleaved": " (batches of the two models alternated on the same inputs)",
            "separate": " (at least one side came from a file or cache, so the runs were not alternated)"}
-    head = (f'<h3>Latency</h3><p class="caption">Measurement: <b>{_e(measurement)}</b>'
-            f'{_e(how.get(measurement, ""))}.</p>')
+    head = (f'<h3>Latency</h3><p class="caption">Measurement: <b>{escape(measurement)}</b>'
+            f'{escape(how.get(measurement, ""))}.</p>')
     if not any(samples.values()):
         return head + _note("No per-batch latency was measured (predictions came from files).")
     rows = []
@@ -697,7 +698,7 @@ def _latency_section(report: dict[str, Any]) -> str:
         values, per_text = samples[side], _dict(latency, f"{side}_per_text_ms")
         batch = [_ms(_percentile(values, q)) if values else "n/a" for q in (50, 95, 99)]
         rows.append((side, str(len(values)), *batch, *(_ms(per_text.get(p)) for p in ("p50", "p95", "p99"))))
-    table = _table(("side", "batches", "batch p50", "batch p95", "batch p99", "per text p50", "per text p95",
+    table = html_table(("side", "batches", "batch p50", "batch p95", "batch p99", "per text p50", "per text p95",
                     "per text p99"), rows, numeric=range(1, 8), css="compact")
     return head + _figure(_latency_svg(samples)) + table
 
@@ -719,16 +720,16 @@ def _count_rate(flips: dict[str, Any], count: str, rate: str) -> str:
 
 
 def _stat(value: str, label: str) -> str:
-    return f'<div class="stat"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+    return f'<div class="stat"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
 
 
 def _flip_matrix(flips: dict[str, Any]) -> str:
     labels, matrix = flips.get("matrix_labels"), flips.get("matrix")
     if not _is_square(matrix, len(labels) if isinstance(labels, list) else -1):
         return _note("No flip matrix.")
-    rows = [(f"<b>{_e(label)}</b>", *(_count(v) for v in row)) for label, row in zip(labels, matrix)]
+    rows = [(f"<b>{escape(label)}</b>", *(_count(v) for v in row)) for label, row in zip(labels, matrix)]
     headers = ("baseline \\ candidate", *(_short(str(label), 16) for label in labels))
-    return ("<div><h3>Flip matrix</h3>" + _table(headers, rows, numeric=range(1, len(labels) + 1), css="compact")
+    return ("<div><h3>Flip matrix</h3>" + html_table(headers, rows, numeric=range(1, len(labels) + 1), css="compact")
             + '<p class="caption">Rows: baseline prediction; columns: candidate prediction.</p></div>')
 
 
@@ -736,10 +737,10 @@ def _label_shift(shift: Any) -> str:
     if not _list(shift, "labels"):
         return _note("No label-distribution shift.")
     columns = (_list(shift, "baseline_share"), _list(shift, "candidate_share"), _list(shift, "delta"))
-    rows = [(_e(label), _pct(_dig(columns[0], i)), _pct(_dig(columns[1], i)), _pts(_dig(columns[2], i)))
+    rows = [(escape(label), _pct(_dig(columns[0], i)), _pct(_dig(columns[1], i)), _pts(_dig(columns[2], i)))
             for i, label in enumerate(shift["labels"])]
     return ("<div><h3>Predicted-label shift</h3>"
-            + _table(("label", "baseline share", "candidate share", "change"), rows, numeric=(1, 2, 3), css="compact")
+            + html_table(("label", "baseline share", "candidate share", "change"), rows, numeric=(1, 2, 3), css="compact")
             + f'<p class="caption">Total variation distance: {_pct(shift.get("total_variation"))}.</p></div>')
 
 
@@ -767,21 +768,21 @@ def _example_flips(report: dict[str, Any]) -> str:
     for e in examples:
         kind = str(e.get("kind") or "")
         row = e.get("row")
-        rows.append((_count(row + 1 if _is_num(row) else None), _e(e.get("label")), f"{_e(e.get('baseline'))} → {_e(e.get('candidate'))}",
-                     f'<span class="kind-{_e(kind)}">{_e(kind)}</span>',
-                     _e(_short(str(e.get("text") or ""), _MAX_TEXT_CHARS))))
-    table = _table(("row", "gold label", "baseline → candidate", "kind", "text"), rows, numeric=(0,), wrap=(4,))
+        rows.append((_count(row + 1 if _is_num(row) else None), escape(e.get("label")), f"{escape(e.get('baseline'))} → {escape(e.get('candidate'))}",
+                     f'<span class="kind-{escape(kind)}">{escape(kind)}</span>',
+                     escape(_short(str(e.get("text") or ""), _MAX_TEXT_CHARS))))
+    table = html_table(("row", "gold label", "baseline → candidate", "kind", "text"), rows, numeric=(0,), wrap=(4,))
     return head + table + "</section>"
 
 
 def _warnings_and_config(report: dict[str, Any]) -> str:
     warnings = [str(w) for w in _list(report, "warnings")]
-    listing = ('<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
+    listing = ('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>"
                if warnings else _note("No warnings."))
     blocks = [("configuration", report.get("config")), ("data", report.get("data")),
               ("baseline", report.get("baseline")), ("candidate", report.get("candidate"))]
     details = "".join(
-        f"<h3>{_e(name)}</h3><pre>{_e(json.dumps(value, indent=2, ensure_ascii=False, default=str))}</pre>"
+        f"<h3>{escape(name)}</h3><pre>{escape(json.dumps(value, indent=2, ensure_ascii=False, default=str))}</pre>"
         for name, value in blocks if value is not None)
     return (f'<section id="warnings"><h2>Warnings</h2>{listing}<details><summary>Configuration, thresholds and '
             f"settings of both sides</summary>{details or _note('No configuration recorded.')}</details></section>")
@@ -792,12 +793,6 @@ def _warnings_and_config(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _csp() -> str:
-    # Only this exact script may run (hash), nothing may be fetched: the page stays inert offline.
-    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
-    return f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-
-
 def render_gate_html(report: dict[str, Any]) -> str:
     """One self-contained HTML page for a gate report dict (the report.json schema, version 1)."""
     if not isinstance(report, dict):
@@ -806,25 +801,19 @@ def render_gate_html(report: dict[str, Any]) -> str:
     verdict = "PASS" if report.get("verdict") == "pass" else "FAIL"
     body = "".join((_banner(report), _checks(report), _plots(report), _flips(report), _example_flips(report),
                     _warnings_and_config(report)))
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>textgate gate: {verdict}</title><style>{_CSS}</style></head>\n"
-        f"<body><main>{body}</main>\n<script>{_SCRIPT}</script></body></html>\n"
-    )
+    return render_page(f"textgate gate: {verdict}", body, script=_SCRIPT)
 
 
 def render_page(title: str, body: str, *, script: str = "", css: str = "") -> str:
     """A self-contained page in the gate report's style: ``body`` is already-escaped HTML,
     ``script`` the page's only script (allowed by its hash), ``css`` added to the shared CSS.
-    Nothing can be fetched, as for the gate report."""
+    Only this exact script may run (hash) and nothing may be fetched: the page stays inert offline."""
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}{css}</style></head>\n"
+        f"<title>{escape(title)}</title><style>{_CSS}{css}</style></head>\n"
         f"<body><main>{body}</main>\n<script>{script}</script></body></html>\n"
     )

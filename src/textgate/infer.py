@@ -218,13 +218,18 @@ def _plan_packed_batches(lengths: np.ndarray, token_budget: int) -> Iterator[_Ba
         while end < len(order) and end - start < max_rows and (end == start or tokens + lengths[order[end]] <= token_budget):
             tokens += int(lengths[order[end]])
             end += 1
-        yield _Batch(rows=order[start:end], width=int(lengths[order[start]]), packed=True)
+        yield _Batch(rows=order[start:end], width=width, packed=True)
         start = end
 
 
+def _autocast(classifier: Classifier) -> torch.autocast:
+    """CPU bfloat16 autocast for bfloat16 specs (matmuls in bfloat16, softmax and layer norms in
+    float32); a no-op context for float32 ones."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
+
+
 def _run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: _Batch) -> np.ndarray:
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), _autocast(classifier):
         if batch.packed:
             types = encoded.get("token_type_ids")
             logits = packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
@@ -341,11 +346,10 @@ def embed(
     _check_lengths(classifier, lengths)
     out: np.ndarray | None = None
     pad_id = classifier.tokenizer.pad_token_id or 0
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
     with _progress_bar(len(texts), progress, what="embedding") as advance:
         for batch in _plan_batches(lengths, classifier, token_budget):
             inputs = _collate(encoded, batch, pad_id=pad_id)
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), _autocast(classifier):
                 hidden = _last_hidden_state(classifier.model, inputs).float()
             mask = inputs["attention_mask"].unsqueeze(-1).float()
             pooled = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).numpy()

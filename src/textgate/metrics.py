@@ -457,11 +457,18 @@ def _calibration(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -> Calibrat
     )
 
 
-def _equal_width_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[ReliabilityBin, ...]:
+def _equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """The equal-width bin (0..n_bins-1) of each confidence; every binned estimate, here and in
+    the bootstraps of textgate.compare and textgate.calibration, bins with this."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted(side="left") puts conf in (edge_i, edge_i+1]; conf == 0 joins the first bin
     # and conf a hair above 1 (float32 softmax) joins the last.
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+
+
+def _equal_width_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[ReliabilityBin, ...]:
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = _equal_width_index(confidence, n_bins)
     counts = np.bincount(index, minlength=n_bins)
     conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
     correct_sum = np.bincount(index, weights=correct, minlength=n_bins)

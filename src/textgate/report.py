@@ -14,7 +14,7 @@ from typing import Any
 
 from textgate.evaluation import EvalReport, accuracy_ci95
 
-__all__ = ["Table", "eval_tables", "render_markdown", "render_terminal", "write_eval_reports"]
+__all__ = ["Table", "eval_tables", "markdown_table", "render_markdown", "render_terminal", "write_eval_reports"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,14 @@ def _settings_lines(report: EvalReport) -> list[str]:
     return lines
 
 
+def markdown_table(table: Table) -> list[str]:
+    """The lines of ``table`` as a Markdown table: header, separator, rows (``|`` in a cell
+    escaped). Title and caption are the caller's, as each report places them its own way."""
+    lines = ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
+    return lines
+
+
 def render_markdown(report: EvalReport) -> str:
     m = report.classification
     out = [
@@ -156,9 +164,7 @@ def render_markdown(report: EvalReport) -> str:
         "",
     ]
     for table in eval_tables(report):
-        out += [f"## {table.title}", "", "| " + " | ".join(table.headers) + " |",
-                "|" + "---|" * len(table.headers)]
-        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
+        out += [f"## {table.title}", "", *markdown_table(table)]
         out += (["", f"_{table.caption}_"] if table.caption else []) + [""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
