@@ -67,3 +67,17 @@ def demo_spec_path() -> Path:
     if not path.is_file():
         pytest.fail(f"{path} is missing: run examples/tweet-sentiment/train_adapter.py")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_classifier(demo_spec_path):
+    """The demo classifier, loaded once per test run (tests must not change it)."""
+    from textgate.model import load_classifier, load_model_spec
+
+    return load_classifier(load_model_spec(demo_spec_path))
+
+
+@pytest.fixture(scope="session")
+def demo_gate_cache(tmp_path_factory) -> Path:
+    """One prediction cache for every demo gate in a test run: each model side runs once."""
+    return tmp_path_factory.mktemp("demo-gate-cache")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,9 @@ from conftest import LABELS
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
 from textgate.compare import compare_predictions
-from textgate.data import Dataset
 from textgate.errors import ConfigError
-from textgate.evaluation import evaluate
 from textgate.gate import Thresholds, check_gate, load_gate_config
+from textgate.latency import BatchTimings, compare_latency
 from textgate.predictions import Predictions
 
 TEXTS = [f"{w} {v} day" for w in ("i love", "awful", "okay", "omg so bad", "great", "meh lol", "sad", "happy")
@@ -47,11 +45,13 @@ model = "{model_dir}"
 {candidate}
 
 [thresholds]
-max_p99_latency_increase = 10
+max_latency_increase = 10
 {thresholds}
 
 [settings]
 bootstrap_resamples = 200
+latency_texts = 40
+latency_rounds = 2
 """)
     return str(path)
 
@@ -121,16 +121,27 @@ def synthetic(n=2000, accuracy=0.7, seed=0):
     return y, np.where(correct, y, wrong)
 
 
-def gate_on(y, base_pred, cand_pred, thresholds, masks=None, batch_seconds=(1.0,)):
+def gate_on(y, base_pred, cand_pred, thresholds, masks=None, latency=None, latency_cause=None):
     def predictions(predicted):
-        return Predictions(label_names=NAMES, predicted=np.asarray(predicted, dtype=object),
-                           batch_seconds=np.array(batch_seconds), batch_sizes=np.array([len(y)]))
+        return Predictions(label_names=NAMES, predicted=np.asarray(predicted, dtype=object))
 
-    dataset = Dataset(texts=tuple("x" * len(y)), labels=y, label_names=NAMES, columns={}, path=Path("d"),
-                      text_col="text", label_col="label", fingerprint="f", empty_text_rows=())
     base, cand = predictions(base_pred), predictions(cand_pred)
     comparison = compare_predictions(y, base, cand, label_names=NAMES, slice_masks=masks or {}, n_resamples=500)
-    return check_gate(comparison, evaluate(dataset, base), evaluate(dataset, cand), thresholds)
+    return check_gate(comparison, thresholds, latency=latency, latency_skipped=None if latency else "no timings",
+                      latency_cause=latency_cause)
+
+
+def synthetic_latency(slowdown, *, rounds=5, batches=8, noise=0.03, seed=0):
+    """Timings of two sides on the same batches: the candidate ``slowdown`` times the baseline's
+    cost, each batch and round with multiplicative noise, one round hit by a slow spell."""
+    rng = np.random.default_rng(seed)
+    sizes = np.full(batches, 32)
+    cost = rng.uniform(0.05, 0.2, size=batches)  # seconds per batch: long and short batches
+    def side(factor):
+        seconds = factor * cost * rng.lognormal(0, noise, size=(rounds, batches))
+        seconds[rounds // 2] *= 3  # a slow spell of the machine hits one round
+        return BatchTimings(seconds, sizes)
+    return compare_latency(side(1.0), side(slowdown), n_resamples=500)
 
 
 def inject(y, predicted, k, rows=None, seed=1):
@@ -149,7 +160,7 @@ def test_identical_predictions_pass():
     y, pred = synthetic()
     result = gate_on(y, pred, pred, Thresholds())
     assert result.verdict == "pass" and result.exit_code == 0
-    assert {c.name for c in result.checks} >= {"accuracy", "invalid labels", "p99 latency"}
+    assert {c.name for c in result.checks} >= {"accuracy", "invalid labels", "latency per text"}
 
 
 def test_a_three_point_drop_fails_accuracy_with_its_interval():
@@ -209,12 +220,50 @@ def test_flip_rate_invalid_labels_and_latency_checks():
     y, pred = synthetic()
     cand = pred.copy()
     cand[:40] = "LABEL_1"
-    result = gate_on(y, pred, cand, Thresholds(max_flip_rate=0.01, max_p99_latency_increase=0.25))
+    result = gate_on(y, pred, cand, Thresholds(max_flip_rate=0.01, max_latency_increase=0.25))
     by_name = {c.name: c for c in result.checks}
     assert by_name["invalid labels"].status == "fail" and by_name["invalid labels"].value == pytest.approx(0.02)
     assert by_name["flip rate"].status == "fail" and by_name["flip rate"].value == pytest.approx(0.02)
-    slow = gate_on(y, pred, pred, Thresholds(), batch_seconds=(1.0,))
-    assert next(c for c in slow.checks if c.name == "p99 latency").status == "pass"
+    assert by_name["latency per text"].status == "skip" and by_name["latency per text"].reason == "no timings"
+
+
+def latency_check(result):
+    return next(c for c in result.checks if c.name == "latency per text")
+
+
+@pytest.mark.parametrize(("slowdown", "status"), [(1.0, "pass"), (1.1, "pass"), (1.5, "fail"), (7.0, "fail")])
+def test_latency_check_on_synthetic_timings(slowdown, status):
+    y, pred = synthetic()
+    latency = synthetic_latency(slowdown)
+    check = latency_check(gate_on(y, pred, pred, Thresholds(max_latency_increase=0.25), latency=latency))
+    assert check.status == status
+    assert check.value == pytest.approx(slowdown - 1, abs=0.05)  # the slow round does not move the median
+    assert check.ci_low <= check.value <= check.ci_high
+    assert "timed in this run" in check.reason
+
+
+def test_latency_check_names_the_likely_cause_only_when_it_fails():
+    y, pred = synthetic()
+    cause = "candidate runs in bfloat16: bfloat16 is emulated on this CPU"
+    failed = latency_check(gate_on(y, pred, pred, Thresholds(), latency=synthetic_latency(7.0), latency_cause=cause))
+    assert failed.status == "fail" and failed.reason.endswith("Likely cause: " + cause)
+    passed = latency_check(gate_on(y, pred, pred, Thresholds(), latency=synthetic_latency(1.0), latency_cause=cause))
+    assert passed.status == "pass" and "Likely cause" not in passed.reason
+
+
+def test_latency_check_follows_the_mode():
+    y, pred = synthetic()
+    significance = Thresholds(max_latency_increase=0.25, require_significance=True)
+    assert latency_check(gate_on(y, pred, pred, significance, latency=synthetic_latency(1.5))).status == "fail"
+    assert latency_check(gate_on(y, pred, pred, significance, latency=synthetic_latency(1.0))).status == "pass"
+    margin = Thresholds(max_latency_increase=0.25, mode="non-inferiority")
+    assert latency_check(gate_on(y, pred, pred, margin, latency=synthetic_latency(1.2, noise=0.3))).status == "fail"
+    assert latency_check(gate_on(y, pred, pred, margin, latency=synthetic_latency(1.0))).status == "pass"
+
+
+def test_the_old_p99_threshold_name_is_still_read():
+    assert Thresholds(max_p99_latency_increase=0.5).max_latency_increase == 0.5
+    assert Thresholds(max_p99_latency_increase=False).max_latency_increase is None
 
 
 def test_checks_skip_what_cannot_be_measured():
@@ -236,7 +285,12 @@ def test_gate_passes_on_itself_and_writes_three_reports(capsys, tmp_path, tiny_m
     assert "PASS" in out and "interleaved" in err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["schema_version"] == 1 and report["verdict"] == "pass" and report["exit_code"] == 0
-    assert report["latency"]["measurement"] == "interleaved"
+    assert report["latency"]["measured"] == "in this run, interleaved"
+    assert report["latency"]["texts"] == 40 and report["latency"]["rounds"] == 2
+    assert len(report["latency"]["baseline_batch_ms"]) == 2 * report["latency"]["baseline_batches"]
+    assert report["hardware"]["cpu_model"] and report["hardware"]["bf16"] in ("native", "emulated")
+    assert report["baseline"]["settings"]["hardware"]["cpu_capability"] == report["hardware"]["cpu_capability"]
+    assert "machine: " in (tmp_path / "out" / "report.md").read_text()
     assert report["comparison"]["flips"]["flipped"] == 0
     assert (tmp_path / "out" / "report.md").read_text().startswith("## textgate: ✅ **Gate passed**")
     assert "<svg" in (tmp_path / "out" / "report.html").read_text()
@@ -258,8 +312,10 @@ def test_cache_recomputes_only_what_changed(capsys, tmp_path, tiny_model_dir, da
     gate = write_gate(tmp_path, model, data_file)
     cache = str(tmp_path / "cache")
     assert run(capsys, "gate", gate, "--cache-dir", cache)[0] == EXIT_OK
-    _, _, err = run(capsys, "gate", gate, "--cache-dir", cache)
-    assert err.count("(predictions from cache)") == 2 and "interleaved" not in err
+    code, out, err = run(capsys, "gate", gate, "--cache-dir", cache, "--format", "json")
+    assert err.count("(predictions from cache)") == 2 and "running baseline and candidate" not in err
+    # Cached predictions, but latency is still timed in this run, on this machine.
+    assert "timing both models on 40 texts" in err and json.loads(out)["latency"]["skipped"] is None
     # Changing only the candidate recomputes only the candidate.
     gate = write_gate(tmp_path, model, data_file, candidate="max_length = 32")
     _, _, err = run(capsys, "gate", gate, "--cache-dir", cache)
@@ -285,8 +341,8 @@ def test_gate_on_saved_prediction_files(capsys, tmp_path, tiny_model_dir, data_f
     assert code == EXIT_GATE_FAILED, err
     report = json.loads(out)
     statuses = {c["name"]: c["status"] for c in report["checks"]}
-    assert statuses["invalid labels"] == "fail" and statuses["p99 latency"] == "skip"
-    assert report["latency"]["measurement"] == "separate"
+    assert statuses["invalid labels"] == "fail" and statuses["latency per text"] == "skip"
+    assert "predictions file" in report["latency"]["skipped"]
 
 
 def test_false_turns_a_check_off(tmp_path, tiny_model_dir, data_file):

@@ -108,12 +108,16 @@ def sample_gate_report() -> dict:
             "candidate": _evaluation(0.709, [[230, 70, 12], [140, 590, 139], [35, 185, 599]], 1, 492.0),
         },
         "latency": {
-            "measurement": "interleaved",
+            "measured": "in this run, interleaved", "skipped": None, "texts": 200, "rounds": 5,
             "baseline_batch_ms": [rng.gauss(480, 50) for _ in range(40)],
             "candidate_batch_ms": [rng.gauss(495, 60) for _ in range(40)],
-            "baseline_per_text_ms": {"p50": 3.8, "p95": 5.8, "p99": 10.2},
-            "candidate_per_text_ms": {"p50": 3.9, "p95": 5.9, "p99": 10.1},
+            "baseline_ms_per_text": 3.81, "candidate_ms_per_text": 3.92,
+            "baseline_round_ms": [3.8, 3.81, 3.79, 3.9, 3.82], "candidate_round_ms": [3.9, 3.92, 3.93, 4.0, 3.91],
         },
+        "hardware": {"cpu_model": "AMD EPYC", "machine": "x86_64", "cpu_capability": "AVX2", "bf16": "emulated",
+                     "bf16_reason": "the CPU has no AVX512-BF16 or AMX-BF16 instructions", "threads": 2,
+                     "isa_cap": None},
+        "notes": ["candidate runs in bfloat16: bfloat16 is emulated on this CPU"],
         "example_flips": [
             {"row": 17, "text": EVIL, "label": "positive", "baseline": "positive", "candidate": "neutral",
              "kind": "harmful"},
@@ -138,7 +142,7 @@ def minimal_gate_report() -> dict:
                        "mcnemar": {"p_value": 1.0}, "label_shift": None, "slices": []},
         "evaluations": {"baseline": {"metrics": {"accuracy": 0.8}, "calibration": None},
                         "candidate": {"metrics": {"accuracy": 0.81}}},
-        "latency": {"measurement": "separate", "baseline_batch_ms": [], "candidate_batch_ms": []},
+        "latency": {"measured": "skipped", "skipped": "the baseline is a predictions file"},
     }
 
 
@@ -191,7 +195,15 @@ def test_plots_are_titled_svgs_with_axes(page):
     assert "predicted label" in svgs[0] and "true label" in svgs[0] and ">605</text>" in svgs[0]
     assert "ECE 0.0187" in svgs[3] and ">confidence</text>" in svgs[3] and ">accuracy</text>" in svgs[3]
     assert "batch wall time (ms)" in svgs[5] and "p99" in svgs[5]
-    assert "Measurement: <b>interleaved</b> (batches" in page
+    assert "Both models timed in this run on this machine (AMD EPYC (x86_64), torch AVX2, bf16 emulated" in page
+    assert "3.81 ms" in page and "3.80, 3.81, 3.79, 3.90, 3.82" in page
+    banner = page[:page.index('id="checks"')] if 'id="checks"' in page else page
+    assert "<dt>machine</dt><dd>AMD EPYC (x86_64)" in banner
+
+
+def test_hardware_notes_are_shown_with_the_warnings(page):
+    warnings = page[page.index('id="warnings"'):]
+    assert "bfloat16 is emulated on this CPU" in warnings
 
 
 def test_forest_plot_marks_the_failing_slice(page):
@@ -223,7 +235,8 @@ def test_minimal_report_renders_notes():
     page = render_gate_html(minimal_gate_report())
     assert page.startswith("<!DOCTYPE html>") and ">PASS</span>" in page
     for note in ("No confusion matrix for the baseline.", "No calibration for the baseline",
-                 "No calibration for the candidate", "No per-batch latency was measured",
+                 "No calibration for the candidate",
+                 "Latency was not compared: the baseline is a predictions file.",
                  "No example flips in this report.", "No label-distribution shift.", "No warnings.",
                  "No flip matrix."):
         assert note in page, note

@@ -122,3 +122,28 @@ def test_interleaved_runs_give_the_same_answers_and_alternate(tiny_model_dir, cl
     interleaved_calls = calls[: len(both[0].batch_sizes) + len(both[1].batch_sizes)]
     assert interleaved_calls[:4] == [64, 16, 64, 16] or interleaved_calls[:2] == [64, 16]
     assert len(set(interleaved_calls[:6])) == 2  # neither run goes first to the end
+
+
+def test_timing_rounds_alternate_sides_and_rotate_who_starts(tiny_model_dir, classifier, monkeypatch):
+    from textgate import infer
+
+    short = load_classifier(ModelSpec(model=str(tiny_model_dir), max_length=16))
+    calls = []
+    original = infer._run_batch
+    monkeypatch.setattr(infer, "_run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
+    base, cand = infer.time_interleaved([classifier, short], TEXTS, token_budget=256, rounds=3)
+    assert base.seconds.shape == (3, len(base.sizes)) and cand.seconds.shape == (3, len(cand.sizes))
+    assert base.texts == cand.texts == len(TEXTS)
+    assert (base.seconds > 0).all() and (cand.seconds > 0).all()
+    per_round = len(base.sizes) + len(cand.sizes)
+    assert len(calls) == 4 * per_round  # one warm-up round and three timed ones, every batch each
+    starts = [calls[i * per_round] for i in range(4)]
+    assert starts[0] != starts[1] and starts[:2] == starts[2:]  # who goes first rotates round by round
+    assert len(set(calls[:4])) == 2  # within a round the sides alternate
+
+
+def test_timing_needs_a_timed_round(classifier):
+    from textgate.infer import time_interleaved
+
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        time_interleaved([classifier], TEXTS, rounds=0)

@@ -81,10 +81,10 @@ def test_packed_rejects_empty_input(classifier):
 
 
 @pytest.mark.slow
-def test_packed_matches_padded_on_the_demo_classifier(demo_spec_path):
+def test_packed_matches_padded_on_the_demo_classifier(demo_spec_path, demo_classifier):
     import json
 
-    demo = load_classifier(load_model_spec(demo_spec_path))
+    demo = demo_classifier
     texts = [json.loads(line)["text"] for line in
              (demo_spec_path.parent / "val.jsonl").read_text().splitlines()[:256]]
     encoded, lengths, _ = _encode(demo, texts)

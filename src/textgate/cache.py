@@ -1,9 +1,11 @@
 """A cache of Predictions on disk, keyed by everything that decides them.
 
 Key = model fingerprint (weights, config, tokenizer and adapter bytes + output-changing
-settings) + fingerprint of the texts + engine token budget + library versions. Change any file
-under a model folder, a setting, the data or the installed torch/transformers, and the key
-changes, so a stale entry is never read. Entries are Predictions Parquet files.
+settings) + fingerprint of the texts + engine token budget + library versions + the CPU's
+identity (model, torch kernel level, native or emulated bfloat16: they change rounding). Change
+any file under a model folder, a setting, the data, the installed torch/transformers or the
+machine, and the key changes, so a stale entry is never read. Entries are Predictions Parquet
+files. Their timings are never compared: the gate times both models in its own run.
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ class PredictionCache:
 
     @staticmethod
     def key(*, model_fingerprint: str, texts_fingerprint: str, token_budget: int,
-            versions: dict[str, Any]) -> str:
+            versions: dict[str, Any], hardware: dict[str, str] | None = None) -> str:
         payload = {
             "model": model_fingerprint,
             "texts": texts_fingerprint,
             "token_budget": token_budget,
             "versions": {k: versions.get(k) for k in ("torch", "transformers", "tokenizers", "peft")},
             "schema": PREDICTIONS_SCHEMA_VERSION,
+            "hardware": hardware or {},
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 

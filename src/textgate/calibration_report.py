@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from textgate.calibration import CalibrationResult, McDropoutRun
+from textgate.hardware import hardware_line
 from textgate.html import (
     _COLORS,
     _SCRIPT,
@@ -49,7 +50,8 @@ _LABELS = {"ece_equal_width": f"ECE ({DEFAULT_N_BINS} equal-width bins)",
 
 def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any], data: dict[str, Any],
                             mc_dropout: McDropoutRun | None = None,
-                            calibration_file: str | None = None) -> dict[str, Any]:
+                            calibration_file: str | None = None,
+                            hardware: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report (also what --format json prints). ``mc_dropout`` is what
     :func:`textgate.calibration.mc_dropout_curve` returned (its seed and row count included),
     normally on the same held-out rows."""
@@ -69,6 +71,7 @@ def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any],
         "model": model,
         "data": data,
         "calibration_file": calibration_file,
+        "hardware": hardware,
         "notes": list(result.notes),
     }
     if mc_dropout is not None:
@@ -143,6 +146,7 @@ def _run_lines(report: dict[str, Any]) -> list[str]:
     if data.get("eval_path"):
         lines.append(f"evaluation data: {data['eval_path']} ({data.get('eval_rows'):,} rows)")
     lines.append(f"fit: {report['fit']['method']}")
+    lines.append(f"machine: {hardware_line(report.get('hardware'))}")
     if report.get("calibration_file"):
         lines.append(f"calibration file: {report['calibration_file']}")
     return lines

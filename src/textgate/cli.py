@@ -239,7 +239,8 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
                            label_names=predictions.label_names, data_path=str(data),
                            data_fingerprint=dataset.fingerprint)
     report = calibration_report_dict(result, model=inputs["model"], data=inputs["data"], mc_dropout=mc,
-                                     calibration_file=str(out_path))
+                                     calibration_file=str(out_path),
+                                     hardware=(predictions.settings or {}).get("hardware"))
     _emit_report(report, report, output_format=output_format, out_dir=report_dir,
                  write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
     _say(f"wrote {out_path} (T = {result.temperature:.4f}); apply it with calibration = \"{out_path.name}\" "
@@ -741,7 +742,18 @@ def _load(model: str, run_options: dict, *, uncalibrated: bool = False):
          + (f" + adapter {spec.adapter}" if spec.adapter else ""))
     _say(f"labels: {', '.join(classifier.label_names)}; dtype {spec.dtype}, max_length "
          f"{classifier.max_length}, padding {spec.padding}, truncation {spec.truncation}")
+    _say_hardware(spec.dtype)
     return classifier
+
+
+def _say_hardware(*dtypes: str) -> None:
+    """The machine line, and the one warning a bfloat16 model on a CPU without native bf16 gets."""
+    from textgate.hardware import bf16_emulated_note, detect_hardware
+
+    hardware = detect_hardware()
+    _say(f"machine: {hardware.summary()}")
+    if "bfloat16" in dtypes and hardware.bf16 == "emulated":
+        _say(f"warning: {bf16_emulated_note(hardware)}")
 
 
 def _run(classifier, texts, run_options: dict):

@@ -9,6 +9,7 @@ from typing import Any
 
 from textgate.data import Dataset
 from textgate.errors import DataError
+from textgate.hardware import settings_notes
 from textgate.metrics import (
     CalibrationMetrics,
     ClassificationMetrics,
@@ -86,6 +87,7 @@ def evaluate(dataset: Dataset, predictions: Predictions, *, slices: Sequence[Sli
         latency = latency_metrics(predictions.batch_seconds, predictions.batch_sizes)
     else:
         notes.append("Latency not measured: the predictions carry no timings (made outside textgate).")
+    notes.extend(settings_notes(predictions.settings))
     if dataset.empty_text_rows:
         notes.append(f"{len(dataset.empty_text_rows)} examples have empty or whitespace-only text; "
                      "they were evaluated like any other.")

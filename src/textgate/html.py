@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from html import escape as _escape_html
 from typing import Any
 
+from textgate.hardware import hardware_line
+
 __all__ = ["escape", "html_table", "render_gate_html", "render_page"]
 
 # Long enough to recognize a slice or label, short enough to leave room for the plot itself.
@@ -331,7 +333,8 @@ def _banner(report: dict[str, Any]) -> str:
     data_line = f"{data.get('path') or 'n/a'}{rows}"
     items = [("baseline", _side_description(report.get("baseline"))),
              ("candidate", _side_description(report.get("candidate"))),
-             ("data", data_line), ("created", str(report.get("created") or "n/a"))]
+             ("data", data_line), ("machine", _hardware_text(report)),
+             ("created", str(report.get("created") or "n/a"))]
     meta = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
     return (f'<section class="banner {verdict}" id="verdict"><h1>textgate gate</h1>'
             f'<span class="verdict">{verdict.upper()}</span>'
@@ -685,22 +688,30 @@ def _latency_band(svg: _Svg, scale: _Scale, side: str, values: Sequence[float], 
 
 def _latency_section(report: dict[str, Any]) -> str:
     latency = _dict(report, "latency")
+    head = "<h3>Latency</h3>"
+    skipped = latency.get("skipped")
+    if skipped or not latency:
+        return head + _note(f"Latency was not compared: {skipped or 'no measurement in this report'}.")
     samples = {side: _ms_list(latency.get(f"{side}_batch_ms")) for side in ("baseline", "candidate")}
-    measurement = latency.get("measurement") or "unknown"
-    how = {"interleaved": " (batches of the two models alternated on the same inputs)",
-           "separate": " (at least one side came from a file or cache, so the runs were not alternated)"}
-    head = (f'<h3>Latency</h3><p class="caption">Measurement: <b>{escape(measurement)}</b>'
-            f'{escape(how.get(measurement, ""))}.</p>')
-    if not any(samples.values()):
-        return head + _note("No per-batch latency was measured (predictions came from files).")
+    caption = (f'<p class="caption">Both models timed in this run on this machine '
+               f'({escape(_hardware_text(report))}): {_count(latency.get("texts"))} texts, 1 warm-up round and '
+               f'{_count(latency.get("rounds"))} timed rounds, batches alternating. Cost per text = sum of each '
+               "batch's median over rounds / texts.</p>")
     rows = []
     for side in ("baseline", "candidate"):
-        values, per_text = samples[side], _dict(latency, f"{side}_per_text_ms")
+        values = samples[side]
         batch = [_ms(_percentile(values, q)) if values else "n/a" for q in (50, 95, 99)]
-        rows.append((side, str(len(values)), *batch, *(_ms(per_text.get(p)) for p in ("p50", "p95", "p99"))))
-    table = html_table(("side", "batches", "batch p50", "batch p95", "batch p99", "per text p50", "per text p95",
-                    "per text p99"), rows, numeric=range(1, 8), css="compact")
-    return head + _figure(_latency_svg(samples)) + table
+        rounds = ", ".join(f"{v:.2f}" for v in _ms_list(latency.get(f"{side}_round_ms")))
+        per_text = latency.get(f"{side}_ms_per_text")
+        rows.append((side, str(len(values)), *batch, f"{per_text:.2f} ms" if _is_num(per_text) else "n/a",
+                     escape(rounds)))
+    table = html_table(("side", "batches timed", "batch p50", "batch p95", "batch p99", "ms per text",
+                        "ms per text, each round"), rows, numeric=range(1, 6), css="compact")
+    return head + caption + (_figure(_latency_svg(samples)) if any(samples.values()) else "") + table
+
+
+def _hardware_text(report: dict[str, Any]) -> str:
+    return hardware_line(report.get("hardware"))
 
 
 def _plots(report: dict[str, Any]) -> str:
@@ -776,7 +787,7 @@ def _example_flips(report: dict[str, Any]) -> str:
 
 
 def _warnings_and_config(report: dict[str, Any]) -> str:
-    warnings = [str(w) for w in _list(report, "warnings")]
+    warnings = [str(w) for w in [*_list(report, "notes"), *_list(report, "warnings")]]
     listing = ('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>"
                if warnings else _note("No warnings."))
     blocks = [("configuration", report.get("config")), ("data", report.get("data")),

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from textgate.errors import DataError
+from textgate.hardware import detect_hardware
+from textgate.latency import BatchTimings
 from textgate.model import Classifier, library_versions
 from textgate.packed import packed_logits, supports_packed
 from textgate.predictions import Predictions, texts_fingerprint
 
-__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "embed", "predict", "predict_interleaved"]
+__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "embed", "predict", "predict_interleaved", "time_interleaved"]
 
 # Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
 # that attention and activations stay in cache-friendly sizes (measured: benchmarks/throughput.py).
@@ -82,19 +84,54 @@ def predict_interleaved(
         # costs (allocator, kernel selection) and its p99 latency would look worse.
         for run in runs:
             run.warm_up()
-    steps = [run.steps() for run in runs]
-    done = [0] * len(runs)
-    active = set(range(len(runs)))
     with _progress_bar(len(texts) * len(runs), progress) as advance:
-        while active:
-            turn = min(active, key=lambda i: (done[i], i))
-            batch_size = next(steps[turn], None)
-            if batch_size is None:
-                active.remove(turn)
-            else:
-                done[turn] += batch_size
-                advance(batch_size)
+        for run_index, batch_index in _alternate(runs):
+            advance(len(runs[run_index].batches[batch_index].rows))
     return [run.result(interleaved=len(runs) > 1) for run in runs]
+
+
+def time_interleaved(
+    classifiers: Sequence[Classifier],
+    texts: Sequence[str],
+    *,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    rounds: int = 5,
+    warmup_rounds: int = 1,
+    progress: bool | None = None,
+) -> list[BatchTimings]:
+    """Time each classifier's forward passes over ``texts``: ``warmup_rounds`` discarded rounds,
+    then ``rounds`` timed ones. In every round the classifiers' batches alternate (the one with
+    the smallest share done goes next) and the side that starts rotates, so a slow spell of the
+    machine and any first-mover cost land on every side alike. Tokenization is not timed."""
+    if rounds < 1 or warmup_rounds < 0:
+        raise ValueError(f"rounds must be >= 1 and warmup_rounds >= 0; got {rounds} and {warmup_rounds}.")
+    runs = [_Run(classifier, texts, token_budget) for classifier in classifiers]
+    seconds = [np.zeros((rounds, len(run.batches))) for run in runs]
+    with _progress_bar(len(texts) * len(runs) * (rounds + warmup_rounds), progress, what="timing") as advance:
+        for round_index in range(-warmup_rounds, rounds):
+            for run_index, batch_index in _alternate(runs, first=round_index % len(runs)):
+                if round_index >= 0:
+                    seconds[run_index][round_index, batch_index] = runs[run_index].seconds[batch_index]
+                advance(len(runs[run_index].batches[batch_index].rows))
+    return [BatchTimings(s, np.array([len(b.rows) for b in run.batches], dtype=np.int64))
+            for s, run in zip(seconds, runs, strict=True)]
+
+
+def _alternate(runs: Sequence[_Run], *, first: int = 0) -> Iterator[tuple[int, int]]:
+    """Run every batch of every run, the run with the smallest share of texts done next (ties:
+    from ``first`` on); yields (run index, batch index) after each batch."""
+    done = [0] * len(runs)
+    position = [0] * len(runs)
+    active = {i for i, run in enumerate(runs) if run.batches}
+    while active:
+        turn = min(active, key=lambda i: (done[i], (i - first) % len(runs)))
+        batch_index = position[turn]
+        runs[turn].run_batch(batch_index)
+        done[turn] += len(runs[turn].batches[batch_index].rows)
+        position[turn] += 1
+        if position[turn] == len(runs[turn].batches):
+            active.remove(turn)
+        yield turn, batch_index
 
 
 class _Run:
@@ -115,12 +152,13 @@ class _Run:
         if self.batches:
             _run_batch(self.classifier, self.encoded, self.batches[0])
 
-    def steps(self) -> Iterator[int]:
-        for i, batch in enumerate(self.batches):
-            batch_started = time.perf_counter()
-            self.probabilities[batch.rows] = _run_batch(self.classifier, self.encoded, batch)
-            self.seconds[i] = time.perf_counter() - batch_started
-            yield len(batch.rows)
+    def run_batch(self, i: int) -> float:
+        """Run batch ``i``, keep its probabilities and wall time, and return the time."""
+        batch = self.batches[i]
+        started = time.perf_counter()
+        self.probabilities[batch.rows] = _run_batch(self.classifier, self.encoded, batch)
+        self.seconds[i] = time.perf_counter() - started
+        return float(self.seconds[i])
 
     def result(self, *, interleaved: bool) -> Predictions:
         sizes = np.array([len(b.rows) for b in self.batches], dtype=np.int64)
@@ -314,6 +352,7 @@ def _run_settings(classifier: Classifier, token_budget: int, batches: list[_Batc
             "tokenize_seconds": round(tokenize_s, 4),
         },
         "versions": library_versions(),
+        "hardware": detect_hardware().to_dict(),
     }
 
 

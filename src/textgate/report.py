@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from textgate.evaluation import EvalReport, accuracy_ci95
+from textgate.hardware import hardware_line
 
 __all__ = ["Table", "eval_tables", "markdown_table", "render_markdown", "render_terminal", "write_eval_reports"]
 
@@ -64,6 +65,9 @@ def _overview(report: EvalReport) -> Table:
         rows.append(("ECE (15 equal-width bins)", _num(report.calibration.ece_equal_width.value)))
     if report.latency is not None:
         rows.append(("throughput", f"{report.latency.throughput_per_s:,.1f} texts/s"))
+    settings = report.predictions.get("settings") or {}
+    if "engine" in settings:
+        rows.append(("machine", hardware_line(settings.get("hardware"))))
     return Table("Overall", ("metric", "value"), tuple(rows))
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from textgate.compare import Comparison, MetricDelta
-from textgate.evaluation import EvalReport
 from textgate.gate.config import Thresholds
+from textgate.latency import LatencyComparison
 from textgate.metrics import _Record, wilson_interval
 
 __all__ = ["Check", "GateResult", "check_gate"]
@@ -58,10 +58,13 @@ class GateResult(_Record):
         return 0 if self.verdict == "pass" else 1
 
 
-def check_gate(comparison: Comparison, baseline: EvalReport, candidate: EvalReport,
-               thresholds: Thresholds) -> GateResult:
-    """Apply ``thresholds`` to the comparison; the verdict fails if any check fails."""
-    checks = [*_overall_checks(comparison, thresholds), *_latency_checks(baseline, candidate, thresholds),
+def check_gate(comparison: Comparison, thresholds: Thresholds, *, latency: LatencyComparison | None = None,
+               latency_skipped: str | None = None, latency_cause: str | None = None) -> GateResult:
+    """Apply ``thresholds`` to the comparison and the latency measurement; the verdict fails if
+    any check fails. ``latency_skipped`` says why there is no measurement; ``latency_cause`` is
+    named in a failed latency check (e.g. the candidate runs emulated bfloat16)."""
+    checks = [*_overall_checks(comparison, thresholds),
+              *_latency_checks(latency, thresholds, latency_skipped, latency_cause),
               *_slice_checks(comparison, thresholds)]
     warnings = [f"slice '{s.name}' has {s.size} examples (< min_slice_size {thresholds.min_slice_size}): "
                 "its checks warn instead of fail" for s in comparison.slices
@@ -186,22 +189,32 @@ def _invalid_check(delta: MetricDelta, threshold: float) -> Check:
                  None, None, None, threshold, f"rate <= {100 * threshold:g}%", status, reason)
 
 
-def _latency_checks(baseline: EvalReport, candidate: EvalReport, t: Thresholds) -> list[Check]:
-    if t.max_p99_latency_increase is None:
+def _latency_checks(latency: LatencyComparison | None, t: Thresholds, skipped: str | None,
+                    likely_cause: str | None) -> list[Check]:
+    """The candidate's cost per text against the baseline's, both timed in this run. Threshold
+    mode fails when the increase exceeds the threshold (and, with require_significance, its
+    interval excludes zero); non-inferiority mode unless the interval's upper bound is below it."""
+    if t.max_latency_increase is None:
         return []
-    if baseline.latency is None or candidate.latency is None:
-        return [_skipped("p99 latency", "overall", "latency_p99_ms", "a side has no timings (predictions made "
-                         "outside textgate)")]
-    # Per text (batch time / batch size): the two sides may batch differently, so batch times
-    # are not comparable, but the cost of one text is.
-    before, after = baseline.latency.per_example_ms.p99, candidate.latency.per_example_ms.p99
-    increase = after / before - 1 if before > 0 else 0.0
-    status: Status = "fail" if increase > t.max_p99_latency_increase + _TOLERANCE else "pass"
-    reason = (f"p99 per-text latency {before:.2f} ms -> {after:.2f} ms ({100 * increase:+.1f}%), "
-              f"{'more than' if status == 'fail' else 'within'} the {100 * t.max_p99_latency_increase:g}% allowed")
-    return [Check("p99 latency", "overall", "latency_p99_ms", before, after, increase, None, None, None,
-                  t.max_p99_latency_increase, f"relative increase <= {100 * t.max_p99_latency_increase:g}%",
-                  status, reason)]
+    if latency is None:
+        return [_skipped("latency per text", "overall", "latency_per_text_ms", skipped or "no timings")]
+    threshold, increase = t.max_latency_increase, latency.increase
+    if t.mode == "non-inferiority":
+        failed = latency.ci_high >= threshold - _TOLERANCE
+        rule = f"upper bound of the increase < {100 * threshold:g}%"
+    else:
+        failed = increase > threshold + _TOLERANCE and (latency.ci_low > 0 or not t.require_significance)
+        rule = f"relative increase <= {100 * threshold:g}%" + (
+            f", fails only if significant at {t.alpha:g}" if t.require_significance else "")
+    reason = (f"cost per text {latency.baseline_ms_per_text:.2f} ms -> {latency.candidate_ms_per_text:.2f} ms "
+              f"({100 * increase:+.1f}%, {100 * latency.confidence:g}% interval {100 * latency.ci_low:+.1f}% to "
+              f"{100 * latency.ci_high:+.1f}%; {latency.texts} texts x {latency.rounds} rounds timed in this run), "
+              f"{'more than' if increase > threshold else 'within'} the {100 * threshold:g}% allowed")
+    if failed and likely_cause:
+        reason += f". Likely cause: {likely_cause}"
+    return [Check("latency per text", "overall", "latency_per_text_ms", latency.baseline_ms_per_text,
+                  latency.candidate_ms_per_text, increase, latency.ci_low, latency.ci_high, None, threshold, rule,
+                  "fail" if failed else "pass", reason)]
 
 
 def _skipped(name: str, scope: str, metric: str, why: str) -> Check:

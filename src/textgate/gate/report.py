@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from textgate.gate.run import GateRun
+from textgate.hardware import hardware_line
 
 __all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
 
@@ -36,6 +37,8 @@ def gate_report_dict(run: GateRun) -> dict[str, Any]:
         "comparison": comparison.to_dict(),
         "evaluations": {name: _evaluation(report) for name, report in run.evaluations.items()},
         "latency": _latency(run),
+        "hardware": run.hardware.to_dict(),
+        "notes": list(run.notes),
         "example_flips": _example_flips(run),
         "warnings": list(result.warnings),
     }
@@ -53,16 +56,10 @@ def _evaluation(report) -> dict[str, Any]:
 
 
 def _latency(run: GateRun) -> dict[str, Any]:
-    out: dict[str, Any] = {"measurement": run.latency_measurement}
-    for name in ("baseline", "candidate"):
-        side = getattr(run, name)
-        out[f"{name}_timed"] = ("predictions file" if side.source == "predictions"
-                                else "earlier run (cache)" if side.cached else "this run")
-        predictions = side.predictions
-        out[f"{name}_batch_ms"] = [round(1000 * s, 3) for s in predictions.batch_seconds]
-        latency = run.evaluations[name].latency
-        out[f"{name}_per_text_ms"] = None if latency is None else latency.per_example_ms.to_dict()
-    return out
+    """Both models timed in this run on the same texts (textgate.latency), or why not."""
+    if run.latency is None:
+        return {"measured": "skipped", "skipped": run.latency_skipped}
+    return {"measured": "in this run, interleaved", "skipped": None, **run.latency.to_dict()}
 
 
 def _example_flips(run: GateRun) -> list[dict[str, Any]]:
@@ -83,7 +80,7 @@ def _example_flips(run: GateRun) -> list[dict[str, Any]]:
 def _fmt(value: float | None, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if metric in ("latency_p99_ms",):
+    if metric == "latency_per_text_ms":
         return f"{value:.2f} ms"
     if metric == "ece" or metric == "total_variation":
         return f"{value:.4f}"
@@ -94,7 +91,7 @@ def _value(check: dict[str, Any]) -> str:
     value = check["value"]
     if value is None:
         return "-"
-    if check["metric"] == "latency_p99_ms":
+    if check["metric"] == "latency_per_text_ms":
         return f"{100 * value:+.1f}%"
     if check["metric"] in ("accuracy", "macro_f1") or check["metric"].startswith("recall:"):
         return f"{100 * value:+.2f} pts"
@@ -108,6 +105,8 @@ def _interval(check: dict[str, Any]) -> str:
         return f"[{100 * check['ci_low']:+.1f}, {100 * check['ci_high']:+.1f}]"
     if check["metric"] == "ece":
         return f"[{check['ci_low']:+.4f}, {check['ci_high']:+.4f}]"
+    if check["metric"] == "latency_per_text_ms":
+        return f"[{100 * check['ci_low']:+.1f}%, {100 * check['ci_high']:+.1f}%]"
     return f"[{100 * check['ci_low']:.1f}%, {100 * check['ci_high']:.1f}%]"
 
 
@@ -122,7 +121,8 @@ def render_gate_markdown(report: dict[str, Any]) -> str:
     verdict = "❌ **Gate failed**" if report["verdict"] == "fail" else "✅ **Gate passed**"
     out = [f"## textgate: {verdict}", "", report["summary"], "",
            f"- baseline: {report['baseline']['description']}", f"- candidate: {report['candidate']['description']}",
-           f"- data: `{report['data']['path']}` ({report['data']['rows']:,} examples)", "",
+           f"- data: `{report['data']['path']}` ({report['data']['rows']:,} examples)",
+           f"- machine: {hardware_line(report.get('hardware'))}", "",
            "### Checks", "", "| status | check | scope | baseline | candidate | value | 95% interval | p | rule |",
            "|---|---|---|---|---|---|---|---|---|"]
     for check in report["checks"]:
@@ -131,11 +131,13 @@ def render_gate_markdown(report: dict[str, Any]) -> str:
                    f"{_fmt(check['baseline'], check['metric'])} | {_fmt(check['candidate'], check['metric'])} | "
                    f"{_value(check)} | {_interval(check)} | {p} | {check['rule']} |")
     out += ["", *_metrics_section(report), *_worst_slices(report), *_flip_section(report), *_examples(report)]
-    if report["warnings"]:
-        out += ["### Warnings", "", *[f"- {w}" for w in report["warnings"]], ""]
-    out += [f"<sub>textgate gate · {report['comparison']['bootstrap']} · McNemar exact mid-p · "
-            f"latency {report['latency']['measurement']} (baseline timed in {report['latency']['baseline_timed']}, "
-            f"candidate in {report['latency']['candidate_timed']}) · report schema {report['schema_version']}</sub>", ""]
+    if report["warnings"] or report.get("notes"):
+        out += ["### Warnings", "", *[f"- {w}" for w in [*report.get("notes", []), *report["warnings"]]], ""]
+    latency = report["latency"]
+    timed = (f"latency timed in this run ({latency['texts']} texts x {latency['rounds']} rounds, interleaved)"
+             if latency["skipped"] is None else f"latency not compared: {latency['skipped']}")
+    out += [f"<sub>textgate gate · {report['comparison']['bootstrap']} · McNemar exact mid-p · {timed} · "
+            f"report schema {report['schema_version']}</sub>", ""]
     return "\n".join(out)
 
 

@@ -1,5 +1,6 @@
 """Running a gate: data and both sides' predictions (cached or computed, interleaved when both
-must run), each side evaluated, the paired comparison, and the checks. The only impure part."""
+must run), each side evaluated, the paired comparison, both models timed on a sample in this
+run (whatever the predictions came from), and the checks. The only impure part."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from textgate.cache import PredictionCache
 from textgate.compare import Comparison, compare_predictions
 from textgate.data import Dataset, read_dataset
@@ -15,6 +18,8 @@ from textgate.errors import ConfigError
 from textgate.evaluation import EvalReport, check_alignment, evaluate
 from textgate.gate.checks import GateResult, check_gate
 from textgate.gate.config import GateConfig
+from textgate.hardware import Hardware, bf16_emulated_note, detect_hardware
+from textgate.latency import LatencyComparison, compare_latency
 from textgate.predictions import Predictions, load_any_predictions, texts_fingerprint
 from textgate.slices import slice_masks
 
@@ -44,7 +49,10 @@ class GateRun:
     evaluations: dict[SideName, EvalReport]
     comparison: Comparison
     result: GateResult
-    latency_measurement: Literal["interleaved", "separate"]
+    latency: LatencyComparison | None  # timed in this run; None when skipped
+    latency_skipped: str | None  # why there is no latency measurement
+    hardware: Hardware
+    notes: tuple[str, ...] = ()
 
 
 def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progress: bool | None = None,
@@ -55,7 +63,12 @@ def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progre
     dataset = read_dataset(config.resolve(config.data.path), text_col=config.data.text_col,
                            label_col=config.data.label_col, label_names=label_names)
     say(f"data: {dataset.summary()}")
-    sides, interleaved = _predictions(config, plans, dataset, cache, progress, say)
+    hardware = detect_hardware()
+    say(f"machine: {hardware.summary()}")
+    notes = _hardware_notes(plans, hardware)
+    for note in notes:
+        say(f"warning: {note}")
+    sides, classifiers = _predictions(config, plans, dataset, cache, progress, say)
     for side in sides.values():
         check_alignment(dataset, side.predictions, what=f"{side.name} predictions")
     baseline, candidate = sides["baseline"], sides["candidate"]
@@ -69,9 +82,49 @@ def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progre
         slice_masks=masks.masks, n_resamples=config.settings.bootstrap_resamples, seed=config.settings.seed,
         confidence=1 - config.thresholds.alpha, n_example_flips=config.settings.example_flips,
     )
-    result = check_gate(comparison, evaluations["baseline"], evaluations["candidate"], config.thresholds)
-    return GateRun(config, dataset, baseline, candidate, evaluations, comparison, result,
-                   "interleaved" if interleaved else "separate")
+    latency, skipped = _measure_latency(config, plans, classifiers, dataset, progress, say)
+    cause = notes[0] if notes and plans["candidate"].identity is not None and \
+        plans["candidate"].identity.spec.dtype == "bfloat16" else None
+    result = check_gate(comparison, config.thresholds, latency=latency, latency_skipped=skipped, latency_cause=cause)
+    return GateRun(config, dataset, baseline, candidate, evaluations, comparison, result, latency, skipped,
+                   hardware, tuple(notes))
+
+
+def _hardware_notes(plans: dict[SideName, _Plan], hardware: Hardware) -> list[str]:
+    bf16_sides = [name for name, plan in plans.items()
+                  if plan.identity is not None and plan.identity.spec.dtype == "bfloat16"]
+    if not bf16_sides or hardware.bf16 == "native":
+        return []
+    return [f"{' and '.join(bf16_sides)} {'runs' if len(bf16_sides) == 1 else 'run'} in bfloat16: "
+            + bf16_emulated_note(hardware)]
+
+
+def _measure_latency(config, plans, classifiers, dataset, progress, say) -> tuple[LatencyComparison | None, str | None]:
+    """Both models timed interleaved on a seeded sample of the data, in this run."""
+    if config.thresholds.max_latency_increase is None:
+        return None, "the latency check is off (max_latency_increase = false)"
+    files = [name for name, plan in plans.items() if plan.identity is None]
+    if files:
+        return None, (f"the {' and '.join(files)} {'is' if len(files) == 1 else 'are'} a predictions file: only "
+                      "models can be timed in this run, and timings from another run or machine are not compared")
+    if len(dataset) == 0:
+        return None, "the data has no rows to time"
+    from textgate.infer import time_interleaved
+
+    for name in plans:
+        if name not in classifiers:
+            classifiers[name] = _load(plans[name], say)
+    settings = config.settings
+    rng = np.random.default_rng(settings.seed)
+    rows = np.sort(rng.choice(len(dataset), size=min(settings.latency_texts, len(dataset)), replace=False))
+    texts = [dataset.texts[i] for i in rows]
+    say(f"timing both models on {len(texts)} texts: 1 warm-up round + {settings.latency_rounds} timed rounds, "
+        "batches interleaved")
+    base, cand = time_interleaved([classifiers["baseline"], classifiers["candidate"]], texts,
+                                  token_budget=settings.token_budget, rounds=settings.latency_rounds,
+                                  progress=progress)
+    return compare_latency(base, cand, n_resamples=settings.bootstrap_resamples, seed=settings.seed,
+                           confidence=1 - config.thresholds.alpha), None
 
 
 @dataclass(frozen=True)
@@ -111,10 +164,12 @@ def _common_labels(config: GateConfig, plans: dict[SideName, _Plan]) -> tuple[st
 
 
 def _predictions(config, plans, dataset, cache, progress, say):
+    """Both sides' predictions (file, cache or run) and the classifiers loaded to run them."""
     from textgate.model import library_versions
 
     sides: dict[SideName, Side] = {}
     versions = library_versions() if any(p.identity is not None for p in plans.values()) else {}
+    machine = detect_hardware().cache_identity() if versions else {}
     keys, to_run = {}, []
     for name, plan in plans.items():
         if plan.predictions_path is not None:
@@ -123,33 +178,35 @@ def _predictions(config, plans, dataset, cache, progress, say):
             continue
         keys[name] = PredictionCache.key(model_fingerprint=plan.identity.fingerprint,
                                          texts_fingerprint=texts_fingerprint(dataset.texts),
-                                         token_budget=config.settings.token_budget, versions=versions)
+                                         token_budget=config.settings.token_budget, versions=versions,
+                                         hardware=machine)
         cached = cache.load(keys[name]) if cache is not None else None
         if cached is not None:
             sides[name] = Side(name, _describe(plan), "model", cached, True)
             say(f"{name}: {_describe(plan)} (predictions from cache)")
         else:
             to_run.append(plan)
+    classifiers = {plan.name: _load(plan, say) for plan in to_run}
     if to_run:
-        for plan, predictions in zip(to_run, _run_models(to_run, dataset, config, progress, say), strict=True):
+        from textgate.infer import predict_interleaved
+
+        if len(to_run) == 2:
+            say("running baseline and candidate with interleaved batches")
+        results = predict_interleaved([classifiers[plan.name] for plan in to_run], dataset.texts,
+                                      token_budget=config.settings.token_budget, progress=progress)
+        for plan, predictions in zip(to_run, results, strict=True):
             sides[plan.name] = Side(plan.name, _describe(plan), "model", predictions, False)
             if cache is not None:
                 cache.save(keys[plan.name], predictions)
-    return sides, len(to_run) == 2
+    return sides, classifiers
 
 
-def _run_models(plans, dataset, config, progress, say) -> list[Predictions]:
-    from textgate.infer import predict_interleaved
+def _load(plan: _Plan, say):
     from textgate.model import load_classifier
 
-    classifiers = []
-    for plan in plans:
-        classifiers.append(load_classifier(plan.identity))
-        say(f"{plan.name}: {_describe(plan)}")
-    if len(classifiers) == 2:
-        say("running baseline and candidate with interleaved batches")
-    return predict_interleaved(classifiers, dataset.texts, token_budget=config.settings.token_budget,
-                               progress=progress)
+    classifier = load_classifier(plan.identity)
+    say(f"{plan.name}: {_describe(plan)}")
+    return classifier
 
 
 def _describe(plan: _Plan) -> str:
