@@ -97,15 +97,17 @@ def time_interleaved(
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     rounds: int = 5,
     warmup_rounds: int = 1,
+    groups: Sequence[int] | np.ndarray | None = None,
     progress: bool | None = None,
 ) -> list[BatchTimings]:
     """Time each classifier's forward passes over ``texts``: ``warmup_rounds`` discarded rounds,
     then ``rounds`` timed ones. In every round the classifiers' batches alternate (the one with
     the smallest share done goes next) and the side that starts rotates, so a slow spell of the
-    machine and any first-mover cost land on every side alike. Tokenization is not timed."""
+    machine and any first-mover cost land on every side alike. Tokenization is not timed.
+    ``groups`` (one id per text) batches each group on its own (textgate.latency.timing_windows)."""
     if rounds < 1 or warmup_rounds < 0:
         raise ValueError(f"rounds must be >= 1 and warmup_rounds >= 0; got {rounds} and {warmup_rounds}.")
-    runs = [_Run(classifier, texts, token_budget) for classifier in classifiers]
+    runs = [_Run(classifier, texts, token_budget, groups=groups) for classifier in classifiers]
     seconds = [np.zeros((rounds, len(run.batches))) for run in runs]
     with _progress_bar(len(texts) * len(runs) * (rounds + warmup_rounds), progress, what="timing") as advance:
         for round_index in range(-warmup_rounds, rounds):
@@ -137,12 +139,16 @@ def _alternate(runs: Sequence[_Run], *, first: int = 0) -> Iterator[tuple[int, i
 class _Run:
     """One classifier over the texts: tokenized and planned up front, then batch by batch."""
 
-    def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int):
+    def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int, *,
+                 groups: Sequence[int] | np.ndarray | None = None):
         started = time.perf_counter()
         self.classifier, self.texts, self.token_budget = classifier, texts, token_budget
         self.encoded, self.lengths, self.truncated = _encode(classifier, texts)
         _check_lengths(classifier, self.lengths)
-        self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
+        if groups is None:
+            self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
+        else:
+            self.batches = _plan_grouped_batches(self.lengths, np.asarray(groups), classifier, token_budget)
         self.probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
         self.seconds = np.zeros(len(self.batches))
         self.tokenize_seconds = time.perf_counter() - started
@@ -237,6 +243,17 @@ def _plan_batches(lengths: np.ndarray, classifier: Classifier, token_budget: int
         rows = order[start : start + size]
         yield _Batch(rows=rows, width=width)
         start += size
+
+
+def _plan_grouped_batches(lengths: np.ndarray, groups: np.ndarray, classifier: Classifier,
+                          token_budget: int) -> list[_Batch]:
+    """Each group batched on its own, rows mapped back to positions in the whole input."""
+    batches = []
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        for batch in _plan_batches(lengths[members], classifier, token_budget):
+            batches.append(_Batch(rows=members[batch.rows], width=batch.width, packed=batch.packed))
+    return batches
 
 
 def _can_pack(classifier: Classifier) -> bool:

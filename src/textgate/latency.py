@@ -1,6 +1,7 @@
 """Comparing two models' speed from timings measured in one run (pure numpy; no models).
 
-The gate times both sides on the same sample of texts, interleaved batch by batch, over several
+The gate times both sides on the same texts (``timing_windows``: runs of neighbours in length
+from every stratum of the data), interleaved batch by batch, over several
 rounds after a discarded warm-up round (``textgate.infer.time_interleaved``). Each side gives a
 ``BatchTimings``: wall seconds of its forward passes, one row per round, one column per batch.
 
@@ -20,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchTimings", "LatencyComparison", "compare_latency"]
+__all__ = ["TIMING_WINDOW", "BatchTimings", "LatencyComparison", "compare_latency", "timing_windows"]
+
+# Texts per timing window: one batch of neighbours in length, as in a full run's sorted batches.
+TIMING_WINDOW = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,6 +103,32 @@ def compare_latency(baseline: BatchTimings, candidate: BatchTimings, *, n_resamp
         baseline_batch_ms=tuple(round(1000 * float(v), 3) for v in baseline.seconds.ravel()),
         candidate_batch_ms=tuple(round(1000 * float(v), 3) for v in candidate.seconds.ravel()),
     )
+
+
+def timing_windows(token_counts: np.ndarray, n_texts: int, *, window: int = TIMING_WINDOW,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to time and their window ids: the rows sorted by length, cut into ``n_texts // window``
+    equal strata, and a seeded run of ``window`` neighbouring rows picked in each stratum.
+
+    Timing a plain random sample would batch a few texts of very different lengths together and
+    pad them far more than a full run does (its sorted batches hold neighbours in length), which
+    hides exactly what padding settings change. Each window is batched on its own, so its padding
+    is a full run's, and the strata cover short and long texts alike."""
+    n = len(token_counts)
+    order = np.argsort(token_counts, kind="stable")
+    if n <= n_texts:
+        windows = max(1, n // max(window, 1))
+        return order, np.minimum(np.arange(n) * windows // max(n, 1), windows - 1)
+    windows = max(1, n_texts // window)
+    rng = np.random.default_rng(seed)
+    bounds = np.linspace(0, n, windows + 1).astype(int)
+    rows, groups = [], []
+    for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        size = min(window, hi - lo)
+        start = int(rng.integers(lo, hi - size + 1))
+        rows.append(order[start:start + size])
+        groups.append(np.full(size, g))
+    return np.concatenate(rows), np.concatenate(groups)
 
 
 def _resampled_cost(timings: BatchTimings, batches: np.ndarray, round_picks: np.ndarray) -> np.ndarray:

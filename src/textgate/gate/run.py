@@ -19,7 +19,7 @@ from textgate.evaluation import EvalReport, check_alignment, evaluate
 from textgate.gate.checks import GateResult, check_gate
 from textgate.gate.config import GateConfig
 from textgate.hardware import Hardware, bf16_emulated_note, detect_hardware
-from textgate.latency import LatencyComparison, compare_latency
+from textgate.latency import LatencyComparison, compare_latency, timing_windows
 from textgate.predictions import Predictions, load_any_predictions, texts_fingerprint
 from textgate.slices import slice_masks
 
@@ -82,7 +82,7 @@ def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progre
         slice_masks=masks.masks, n_resamples=config.settings.bootstrap_resamples, seed=config.settings.seed,
         confidence=1 - config.thresholds.alpha, n_example_flips=config.settings.example_flips,
     )
-    latency, skipped = _measure_latency(config, plans, classifiers, dataset, progress, say)
+    latency, skipped = _measure_latency(config, plans, sides, classifiers, dataset, progress, say)
     cause = notes[0] if notes and plans["candidate"].identity is not None and \
         plans["candidate"].identity.spec.dtype == "bfloat16" else None
     result = check_gate(comparison, config.thresholds, latency=latency, latency_skipped=skipped, latency_cause=cause)
@@ -99,7 +99,16 @@ def _hardware_notes(plans: dict[SideName, _Plan], hardware: Hardware) -> list[st
             + bf16_emulated_note(hardware)]
 
 
-def _measure_latency(config, plans, classifiers, dataset, progress, say) -> tuple[LatencyComparison | None, str | None]:
+def _token_counts(sides: dict[SideName, Side], baseline, dataset: Dataset) -> np.ndarray:
+    """The baseline's tokens per text: from its predictions, else by tokenizing."""
+    counts = sides["baseline"].predictions.token_counts
+    if counts is not None and len(counts) == len(dataset):
+        return np.asarray(counts)
+    ids = baseline.tokenizer(list(dataset.texts), truncation=True, max_length=baseline.max_length)["input_ids"]
+    return np.array([len(i) for i in ids])
+
+
+def _measure_latency(config, plans, sides, classifiers, dataset, progress, say) -> tuple[LatencyComparison | None, str | None]:
     """Both models timed interleaved on a seeded sample of the data, in this run."""
     if config.thresholds.max_latency_increase is None:
         return None, "the latency check is off (max_latency_increase = false)"
@@ -115,14 +124,14 @@ def _measure_latency(config, plans, classifiers, dataset, progress, say) -> tupl
         if name not in classifiers:
             classifiers[name] = _load(plans[name], say)
     settings = config.settings
-    rng = np.random.default_rng(settings.seed)
-    rows = np.sort(rng.choice(len(dataset), size=min(settings.latency_texts, len(dataset)), replace=False))
+    token_counts = _token_counts(sides, classifiers["baseline"], dataset)
+    rows, groups = timing_windows(token_counts, settings.latency_texts, seed=settings.seed)
     texts = [dataset.texts[i] for i in rows]
-    say(f"timing both models on {len(texts)} texts: 1 warm-up round + {settings.latency_rounds} timed rounds, "
-        "batches interleaved")
+    say(f"timing both models on {len(texts)} texts ({groups.max() + 1} windows of neighbours in length): "
+        f"1 warm-up round + {settings.latency_rounds} timed rounds, batches interleaved")
     base, cand = time_interleaved([classifiers["baseline"], classifiers["candidate"]], texts,
                                   token_budget=settings.token_budget, rounds=settings.latency_rounds,
-                                  progress=progress)
+                                  groups=groups, progress=progress)
     return compare_latency(base, cand, n_resamples=settings.bootstrap_resamples, seed=settings.seed,
                            confidence=1 - config.thresholds.alpha), None
 
