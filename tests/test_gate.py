@@ -284,9 +284,9 @@ def test_gate_passes_on_itself_and_writes_three_reports(capsys, tmp_path, tiny_m
     assert code == EXIT_OK, err
     assert "PASS" in out and "interleaved" in err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["verdict"] == "pass" and report["exit_code"] == 0
+    assert report["schema_version"] == 2 and report["verdict"] == "pass" and report["exit_code"] == 0
     assert report["latency"]["measured"] == "in this run, interleaved"
-    assert report["latency"]["texts"] == 40 and report["latency"]["rounds"] == 2
+    assert report["latency"]["texts"] == 32 and report["latency"]["rounds"] == 2  # 2 windows of 16
     assert len(report["latency"]["baseline_batch_ms"]) == 2 * report["latency"]["baseline_batches"]
     assert report["hardware"]["cpu_model"] and report["hardware"]["bf16"] in ("native", "emulated")
     assert report["baseline"]["settings"]["hardware"]["cpu_capability"] == report["hardware"]["cpu_capability"]
@@ -315,7 +315,7 @@ def test_cache_recomputes_only_what_changed(capsys, tmp_path, tiny_model_dir, da
     code, out, err = run(capsys, "gate", gate, "--cache-dir", cache, "--format", "json")
     assert err.count("(predictions from cache)") == 2 and "running baseline and candidate" not in err
     # Cached predictions, but latency is still timed in this run, on this machine.
-    assert "timing both models on 40 texts" in err and json.loads(out)["latency"]["skipped"] is None
+    assert "timing both models on 32 texts" in err and json.loads(out)["latency"]["skipped"] is None
     # Changing only the candidate recomputes only the candidate.
     gate = write_gate(tmp_path, model, data_file, candidate="max_length = 32")
     _, _, err = run(capsys, "gate", gate, "--cache-dir", cache)
@@ -360,3 +360,20 @@ def test_a_drop_of_exactly_the_threshold_passes():
     accuracy = next(c for c in result.checks if c.name == "accuracy")
     assert accuracy.value == pytest.approx(-0.02) and accuracy.status == "pass"
     assert gate_on(y, pred, inject(y, pred, 41), Thresholds()).verdict == "fail"
+
+
+def test_timing_windows_are_neighbours_in_length_from_every_stratum():
+    from textgate.latency import timing_windows
+
+    counts = np.random.default_rng(0).integers(5, 100, size=2000)
+    rows, groups = timing_windows(counts, 128, window=16, seed=3)
+    assert len(rows) == 128 and len(set(rows)) == 128 and set(groups) == set(range(8))
+    order = np.argsort(counts, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    for g in range(8):
+        ranks = np.sort(rank[rows[groups == g]])
+        assert np.all(np.diff(ranks) == 1)  # a run of neighbours in length
+        assert g * 250 <= ranks[0] and ranks[-1] < (g + 1) * 250  # inside its stratum
+    small_rows, small_groups = timing_windows(counts[:20], 128, window=16)
+    assert sorted(small_rows) == list(range(20)) and small_groups.max() == 0

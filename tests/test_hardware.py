@@ -18,6 +18,8 @@ from textgate.hardware import (
     settings_notes,
 )
 
+pytestmark = pytest.mark.hardware
+
 AVX512_BF16 = {"avx2", "avx512f", "avx512_bf16"}
 
 
@@ -99,3 +101,18 @@ def test_predictions_and_eval_reports_carry_the_hardware(tiny_model_dir):
     markdown = render_markdown(report)
     assert f"bf16 {hardware.bf16}" in markdown
     assert any("bfloat16 is emulated" in note for note in report.notes) == (hardware.bf16 == "emulated")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loading_names_the_machine_and_warns_once_about_emulated_bf16(capsys, tmp_path, tiny_model_dir, dtype):
+    from textgate.cli import EXIT_OK, main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "i love this"}\n{"text": "awful"}\n')
+    code = main(["predict", str(tiny_model_dir), str(data), "--dtype", dtype, "--out", str(tmp_path / "p.parquet")])
+    err = capsys.readouterr().err
+    assert code == EXIT_OK, err
+    hardware = detect_hardware()
+    assert err.count("machine: ") == 1 and f"bf16 {hardware.bf16}" in err
+    warned = dtype == "bfloat16" and hardware.bf16 == "emulated"
+    assert err.count("bfloat16 is emulated on this CPU") == (1 if warned else 0)

@@ -83,6 +83,7 @@ def test_padding_to_max_length_gives_the_same_answers(tiny_model_dir, classifier
                                atol=1e-5)
 
 
+@pytest.mark.hardware
 def test_bfloat16_agrees_closely(tiny_model_dir, classifier):
     bf16 = load_classifier(ModelSpec(model=str(tiny_model_dir), dtype="bfloat16"))
     fast, exact = predict(bf16, TEXTS), predict(classifier, TEXTS)

@@ -236,7 +236,7 @@ class BlockingStore:
 
     def write_many(self, records):
         self.entered.set()
-        assert self.release.wait(timeout=10)
+        assert self.release.wait(timeout=60)
         self.inner.write_many(records)
 
 
@@ -248,11 +248,9 @@ def test_full_queue_drops_without_blocking(store: PredictionStore):
 
     waiting = writer.submit([record("wait", i) for i in range(10)])  # exactly fills the queue
     assert writer.queue_depth == 10
-    started = time.perf_counter()
     refused = writer.submit([record("refused", 0), record("refused", 1)])
-    assert time.perf_counter() - started < 0.1  # never blocks the request
-
-    assert refused.done()
+    # Never blocks the request: answered while the writer is still stuck (no duration asserted).
+    assert refused.done() and not slow.release.is_set()
     with pytest.raises(LogQueueFull, match="at most 10 records"):
         refused.result(timeout=0)
     assert writer.dropped == 2 and writer.queue_depth == 10
@@ -304,11 +302,11 @@ def test_store_error_fails_batch_and_writer_survives(
 
 
 def test_close_flushes_queue(store: PredictionStore):
-    writer = LogWriter(store, flush_interval_s=60)  # would linger a minute without close()
+    writer = LogWriter(store, flush_interval_s=3600)  # would linger an hour without close()
     futures = [writer.submit([record(f"r{i}")]) for i in range(20)]
     started = time.perf_counter()
     writer.close()
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 600  # generous: only "did not wait for the interval"
     assert all(f.done() and f.exception() is None for f in futures)
     assert store.count() == 20 and writer.written == 20
     writer.close()  # idempotent
@@ -369,7 +367,7 @@ def test_acknowledged_records_survive_sigkill(log_url: str):
     )
     acked: list[str] = []
     try:
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 120  # generous: a slow machine only takes longer
         assert child.stdout is not None
         while len(acked) < 40 and time.monotonic() < deadline:
             line = child.stdout.readline()

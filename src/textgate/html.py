@@ -1,4 +1,4 @@
-"""Render a gate report (report.json, schema version 1) as one self-contained HTML file.
+"""Render a gate report (report.json, schema version 2; older reports render too) as one self-contained HTML file.
 
 The page works offline: inline CSS, plots drawn here as inline SVG, and one tiny script that
 only checks the plots laid out. A Content-Security-Policy forbids every fetch, so a report
@@ -805,7 +805,7 @@ def _warnings_and_config(report: dict[str, Any]) -> str:
 
 
 def render_gate_html(report: dict[str, Any]) -> str:
-    """One self-contained HTML page for a gate report dict (the report.json schema, version 1)."""
+    """One self-contained HTML page for a gate report dict (the report.json schema, version 2)."""
     if not isinstance(report, dict):
         raise TypeError(f"The 'report' argument of render_gate_html must be a dict (report.json). "
                         f"Got {type(report).__name__} instead.")

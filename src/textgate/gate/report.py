@@ -14,7 +14,7 @@ from textgate.hardware import hardware_line
 
 __all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
 
-GATE_REPORT_SCHEMA_VERSION = 1
+GATE_REPORT_SCHEMA_VERSION = 2  # 2: latency timed in the run, hardware, notes
 _TEXT_LIMIT = 280  # characters of an example's text shown in reports (one tweet)
 
 
