@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line
 from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,9 +217,7 @@ def target_spread(clean: np.ndarray, names, noise_seeds: list[int], kfold, kfold
 
 
 def _machine() -> str:
-    import torch
-
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return machine_line()
 
 
 def write_section(r: dict, command: str) -> None:

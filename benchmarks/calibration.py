@@ -21,13 +21,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from machine import machine_line
 from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,8 +83,7 @@ def run(mc_rows: int, passes: tuple[int, ...], seed: int) -> dict:
     demo = DEMO.relative_to(REPO)
     return {
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        "machine": machine_line(),
         # What `textgate calibrate MODEL val.jsonl --eval-data test.jsonl` reports (report.json).
         "report": calibration_report_dict(
             ts, model={"description": str(demo / "model.toml"), "fingerprint": classifier.fingerprint},

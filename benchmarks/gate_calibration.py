@@ -32,7 +32,6 @@ import datetime as dt
 import functools
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -328,7 +327,6 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
 
-    import torch
     from transformers.utils import logging as hf_logging
 
     from textgate.gate import Thresholds

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line
 from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +56,13 @@ def measure(n_texts: int, repeats: int) -> dict:
               file=sys.stderr)
     rows = [{"batch": size, "ms_per_text": round(1000 * statistics.median(seconds[size]) / len(texts), 2),
              "texts_per_s": round(len(texts) / statistics.median(seconds[size]), 1)} for size in SIZES]
-    return {"date": dt.date.today().isoformat(), "texts": len(texts), "repeats": repeats, "rows": rows}
+    return {"date": dt.date.today().isoformat(), "machine": machine_line(), "texts": len(texts), "repeats": repeats, "rows": rows}
 
 
 def write_section(result: dict, command: str) -> None:
     base = result["rows"][-1]["ms_per_text"]
-    lines = [MARK_START, f"Per-text cost of one worker's padding-free pass by batch size, measured {result['date']}: "
-             f"1 torch thread, demo classifier, the first {result['texts']:,} test tweets in file order, median of "
+    lines = [MARK_START, f"Per-text cost of one worker's padding-free pass by batch size, measured {result['date']} on "
+             f"{result['machine']}: 1 torch thread, demo classifier, the first {result['texts']:,} test tweets in file order, median of "
              f"{result['repeats']} interleaved rounds.", "",
              f"Command: `{command}`", "", "| texts per pass | ms per text | texts/s | vs 32 per pass |", "|---|---|---|---|"]
     lines += [f"| {r['batch']} | {r['ms_per_text']} | {r['texts_per_s']} | {r['ms_per_text'] / base:.2f}x |"

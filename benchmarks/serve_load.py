@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line
 from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def main() -> None:
                     "--port", str(textgate_port)]
     naive_cmd = [sys.executable, str(REPO / "benchmarks" / "naive_server.py"), spec, str(naive_port)]
     generate = load_raw if args.client == "raw" else load
-    env_note = (f"{os.cpu_count()} CPUs, loopback, load generator ({args.client} client) in the same machine, "
+    env_note = (f"{machine_line()}, loopback, load generator ({args.client} client) in the same machine, "
                 "sharing its cores")
     result: dict = {"date": dt.date.today().isoformat(), "machine": env_note, "seconds_per_level": args.seconds,
                     "serve_options": args.serve_option, "levels": []}

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line
 from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,8 +118,7 @@ def main() -> None:
     pipe_rate = len(texts) / pipe_s
     result = {
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        "machine": machine_line(),
         "texts": len(texts),
         "token_budget": budget,
         "gemm_peak_gflops": {"float32": round(peak32, 1), "bfloat16": round(peak16, 1)},

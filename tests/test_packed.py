@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from textgate.infer import _Batch, _can_pack, _encode, _plan_batches, _plan_packed_batches, _run_batch
-from textgate.model import ModelSpec, load_classifier, load_model_spec
+from textgate.model import ModelSpec, load_classifier
 from textgate.packed import packed_logits, supports_packed
 
 TEXTS = ["i love this movie", "bad", "the phone is not very good today tbh lol omg",
