@@ -33,6 +33,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/packed_batch_size.py --write
 	$(BIN)/python benchmarks/calibration.py --write
 	$(BIN)/python benchmarks/audit_quality.py --write
+	$(BIN)/python benchmarks/latency_check.py --write
 
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.
