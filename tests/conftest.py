@@ -22,7 +22,11 @@ WORDS = (
 def write_tiny_classifier(folder: Path, *, labels=LABELS, seed: int = 0, hidden: int = 32) -> Path:
     """Save a random 2-layer BERT sequence classifier with a WordPiece tokenizer to ``folder``."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz!?.,'#@"]
@@ -51,6 +55,23 @@ def write_tiny_classifier(folder: Path, *, labels=LABELS, seed: int = 0, hidden:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return write_tiny_classifier(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def write_nan_classifier(folder: Path) -> Path:
+    """The tiny classifier with a NaN classifier bias: every logit is NaN (a broken export)."""
+    from safetensors.torch import load_file, save_file
+
+    write_tiny_classifier(folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["classifier.bias"] = weights["classifier.bias"] * float("nan")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def nan_model_dir(tmp_path_factory) -> Path:
+    """A tiny classifier whose logits are all NaN (read-only: do not change it)."""
+    return write_nan_classifier(tmp_path_factory.mktemp("nan") / "model")
 
 
 @pytest.fixture

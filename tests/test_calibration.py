@@ -463,7 +463,7 @@ def test_mc_dropout_checks_labels_before_any_pass_and_records_seed_and_rows(tmp_
     y = np.array(LABELS, dtype=object)[np.arange(len(TEXTS)) % len(LABELS)]
     run = mc_dropout_curve(classifier, TEXTS, y, passes=[1, 2], seed=5)
     assert (run.seed, run.rows) == (5, len(TEXTS)) and run.summary()["seed"] == 5
-    with pytest.raises(ValueError, match="token_budget must be a positive number of tokens; got 0"):
+    with pytest.raises(ValueError, match="token_budget must be a whole number of tokens >= 1; got 0"):
         mc_dropout_curve(classifier, TEXTS, y, passes=[1], token_budget=0)
 
     def no_pass(*args, **kwargs):

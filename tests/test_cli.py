@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import LABELS
 
-from textgate.cli import EXIT_OK, EXIT_USAGE, main
+from textgate.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 
 TEXTS = ["i love this lol", "awful day", "okay film", "omg so bad", "great game", "meh", "sad night",
          "happy new phone", "the old movie", "not good tbh"]
@@ -128,3 +129,100 @@ def test_help_and_version(capsys):
     assert code == EXIT_OK and "--predictions" in out and "ModelSpec" in out
     code, out, _ = run(capsys, "--version")
     assert code == EXIT_OK and "0.1.0" in out
+
+
+# --- the exit-code contract: output paths checked before any work, ranges, Ctrl-C ----------
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d, t: ["predict", "{model}", str(d), "--out", str(t)], "is a folder, but a file is needed"),
+        (lambda d, t: ["predict", "{model}", str(d), "--out", str(d / "x.parquet")], "is a file, not a folder"),
+        (lambda d, t: ["eval", "{model}", str(d), "--out-dir", str(d)], "is an existing file, but a folder"),
+        (lambda d, t: ["calibrate", "{model}", str(d), "--out", str(t)], "is a folder, but a file is needed"),
+        (lambda d, t: ["calibrate", "{model}", str(d), "--report", str(d)], "is an existing file"),
+        (lambda d, t: ["audit", "{model}", str(d), "--out", str(d)], "is an existing file"),
+        (lambda d, t: ["lock", "{model}", "--out", str(t)], "is a folder, but a file is needed"),
+        (lambda d, t: ["pull", "{model}", "--to", str(d)], "is an existing file"),
+    ],
+)
+def test_bad_output_paths_exit_2_before_the_model_is_loaded(capsys, tiny_model_dir, data_file, tmp_path,
+                                                            make_args, message):
+    argv = [str(tiny_model_dir) if a == "{model}" else a for a in make_args(data_file, tmp_path)]
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_USAGE, err
+    assert message in err and "Traceback" not in err
+    assert "model:" not in err  # refused before loading, not after the run
+
+
+def test_gate_refuses_an_out_dir_that_is_a_file_before_running(capsys, tmp_path):
+    gate_file = tmp_path / "gate.toml"
+    blocker = tmp_path / "report"
+    blocker.write_text("not a folder")
+    gate_file.write_text('data = "val.jsonl"\n[baseline]\nmodel = "m"\n[candidate]\nmodel = "m"\n')
+    (tmp_path / "val.jsonl").write_text('{"text": "a", "label": "negative"}\n')
+    code, _, err = run(capsys, "gate", str(gate_file), "--out-dir", str(blocker), "--no-cache")
+    assert code == EXIT_USAGE and "--out-dir" in err and "is an existing file" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write in a read-only folder")
+def test_a_read_only_out_folder_exits_2(capsys, tiny_model_dir, data_file, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(locked / "p.parquet"))
+    finally:
+        locked.chmod(0o700)
+    assert code == EXIT_USAGE and "cannot write in" in err and "model:" not in err
+
+
+@pytest.mark.parametrize("budget", ["0", "-1"])
+def test_token_budget_must_be_positive(capsys, tiny_model_dir, data_file, tmp_path, budget):
+    code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(tmp_path / "p.parquet"),
+                       "--token-budget", budget)
+    assert code == EXIT_USAGE and "--token-budget" in err and "x>=1" in err
+
+
+def test_token_budget_is_checked_in_the_library_too(tiny_model_dir):
+    from textgate.errors import ConfigError
+    from textgate.infer import predict
+    from textgate.model import load_classifier, resolve_model_argument
+
+    classifier = load_classifier(resolve_model_argument(str(tiny_model_dir))[0])
+    with pytest.raises(ConfigError, match="token_budget must be a whole number of tokens >= 1; got -1"):
+        predict(classifier, ["hi"], token_budget=-1)
+
+
+def test_predict_refuses_nan_outputs_and_writes_nothing(capsys, nan_model_dir, data_file, tmp_path):
+    out = tmp_path / "p.parquet"
+    code, _, err = run(capsys, "predict", str(nan_model_dir), str(data_file), "--out", str(out))
+    assert code == EXIT_USAGE and "probabilities must be finite" in err
+    assert not out.exists()
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_file(capsys, monkeypatch, tiny_model_dir, data_file, tmp_path):
+    import pyarrow.parquet as pq
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pq, "write_table", interrupted)  # Ctrl-C while the file is being written
+    out = tmp_path / "p.parquet"
+    code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(out))
+    assert code == EXIT_INTERRUPTED and "interrupted" in err
+    assert list(tmp_path.iterdir()) == [data_file]  # neither the file nor a temporary one
+
+
+def test_a_full_disk_while_writing_is_exit_2_not_an_internal_error(capsys, monkeypatch, tiny_model_dir,
+                                                                   data_file, tmp_path):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "p.parquet"))
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(tmp_path / "p.parquet"))
+    assert code == EXIT_USAGE and "No space left on device" in err and "internal error" not in err

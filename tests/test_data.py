@@ -151,10 +151,10 @@ def test_empty_and_whitespace_texts_are_kept_and_reported(tmp_path):
         {"text": " \t ", "label": "b"},
         {"text": None, "label": "b"},
         {"label": "a"},
-        {"text": 42, "label": "b"},
+        {"text": "ok", "label": "b"},
     ])
     dataset = read_dataset(path)
-    assert dataset.texts == ("fine", "", " \t ", "", "", "42")
+    assert dataset.texts == ("fine", "", " \t ", "", "", "ok")
     assert dataset.empty_text_rows == (1, 2, 3, 4)
     assert dataset.summary() == "6 examples from d.jsonl; 2 labels; 4 empty texts (rows 2, 3, 4, 5)"
 
@@ -440,3 +440,34 @@ def test_dataset_is_a_frozen_record(tmp_path):
     with pytest.raises(AttributeError):
         dataset.texts = ()  # type: ignore[misc]
     assert isinstance(dataset.labels, np.ndarray)
+
+
+def test_empty_text_rows_count_invisible_texts(tmp_path):
+    path = tmp_path / "d.jsonl"
+    texts = ["ok", "\u200b\u200b", "\x00\x01", "\u00ad", " ", "fine"]
+    path.write_text("".join(json.dumps({"text": t, "label": "a"}) + "\n" for t in texts))
+    assert read_dataset(path, label_names=["a"]).empty_text_rows == (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize(("value", "kind"), [(12, "a number"), (1.5, "a number"), (["a", "b"], "a list"), ({"x": 1}, "an object"),
+                                           (True, "a boolean")])
+def test_a_non_string_text_cell_is_an_error_naming_the_row(tmp_path, value, kind):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": value, "label": "a"}) + "\n")
+    with pytest.raises(DataError, match=f"Row 2 of d.jsonl: column 'text' holds {kind}") as caught:
+        read_dataset(path, label_names=["a"])
+    assert caught.value.row == 2 and caught.value.field == "text"
+
+
+def test_a_missing_text_cell_is_an_empty_text(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": None, "label": "a"}) + "\n")
+    dataset = read_dataset(path, label_names=["a"])
+    assert dataset.texts == ("",) and dataset.empty_text_rows == (0,)
+
+
+def test_a_tab_separated_file_named_csv_says_so(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text\tlabel\nhello\ta\n")
+    with pytest.raises(DataError, match=r"looks tab-separated\. Rename it with a \.tsv suffix"):
+        read_dataset(path, label_names=["a"])

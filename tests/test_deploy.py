@@ -18,7 +18,7 @@ _SUFFIXES = ("_bucket", "_sum", "_count", "_created")
 def exported_names() -> set[str]:
     from prometheus_client import generate_latest
 
-    writer = SimpleNamespace(queue_depth=0, written=0, dropped=0, failed=0)
+    writer = SimpleNamespace(queue_depth=0, written=0, dropped=0, failed=0, retries=0)
     metrics = ServeMetrics(model_name="m", fingerprint="f", revision=None,
                            drift=LabelDrift({"a": 1.0}, window=10), shadow=ShadowTracker(("a",), window=10),
                            log_writer=writer)

@@ -102,7 +102,8 @@ def test_side_without_a_source(tmp_path, tiny_model_dir, data_file):
 
 def test_different_label_sets_are_a_config_error(capsys, tmp_path, tiny_model_dir, data_file):
     gate = write_gate(tmp_path, tiny_model_dir, data_file,
-                      candidate='[candidate.label_map]\n0 = "negative"\n1 = "neutral"\n2 = "positive-ish"')
+                      candidate='override_id2label = true\n[candidate.label_map]\n0 = "negative"\n1 = "neutral"\n'
+                                '2 = "positive-ish"')
     code, _, err = run(capsys, "gate", gate, "--no-cache")
     assert code == EXIT_USAGE
     assert "Field 'candidate'" in err and "positive-ish" in err and "label-mapping change" in err

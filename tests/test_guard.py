@@ -176,3 +176,28 @@ def test_guard_predict_runs_the_tiny_model(tiny_model_dir):
     assert results[0].model_label in LABELS and results[0].score == pytest.approx(max(results[0].scores.values()))
     assert results[1].status == "rejected"
     assert results[2].truncated and "truncated" in results[2].reasons
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u200b\u200b", "\x00\x01", "\u00ad", "\t\n\u2028", "\ufeff"])
+def test_text_without_visible_characters_is_empty(text):
+    result = check_one(GuardRules(), text, "positive")
+    assert (result.status, result.label, result.valid, result.reasons) == ("rejected", None, False, ("empty_text",))
+
+
+@pytest.mark.parametrize("text", ["a", "\u200bok", "🙂", "!", "\u00e9"])
+def test_any_visible_character_makes_a_text_non_empty(text):
+    assert "empty_text" not in check_one(GuardRules(), text, "positive").reasons
+
+
+@pytest.mark.parametrize("probs", [[float("nan")] * 3, [0.1, float("inf"), 0.2], [0.5, 0.5, float("-inf")]])
+def test_non_finite_probabilities_are_rejected_never_valid(probs):
+    result = check_one(GuardRules(min_confidence=0.5), "great film", "negative", probs=probs)
+    assert (result.status, result.label, result.valid, result.reasons) == ("rejected", None, False, ("non_finite",))
+    assert result.score is None and result.scores is None
+    json.dumps(result.to_dict(), allow_nan=False)  # an answer a strict JSON client can read
+    assert Guard.counts([result])["non_finite"] == 1
+
+
+def test_empty_text_wins_over_non_finite_output():
+    result = check_one(GuardRules(), "\u200b", "negative", probs=[float("nan")] * 3)
+    assert result.reasons == ("empty_text",)

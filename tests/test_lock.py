@@ -261,6 +261,60 @@ def test_canary_rows_that_do_not_match_texts_and_labels_name_the_field(locked, e
     assert info.value.field == "canary.rows"
 
 
+REMOTE_CODE = """import os
+
+from transformers import BertForSequenceClassification
+
+
+class RemoteBert(BertForSequenceClassification):
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        if os.environ.get("TEXTGATE_TEST_BACKDOOR"):  # BACKDOOR
+            out.logits = -out.logits
+        return out
+"""
+
+
+def test_edited_remote_code_is_a_behaviour_change_and_is_refused_under_the_lock(capsys, tmp_path):
+    """The canary cannot see a backdoor that its texts do not trigger; the file hash does."""
+    model = _write_model(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_remote.RemoteBert"}
+    (model / "config.json").write_text(json.dumps(config))
+    code_file = model / "modeling_remote.py"
+    code_file.write_text(REMOTE_CODE.replace("  # BACKDOOR", "").replace(
+        'os.environ.get("TEXTGATE_TEST_BACKDOOR")', "False"))
+    (tmp_path / "model.toml").write_text('model = "model"\ntrust_remote_code = true\n')
+    lock = tmp_path / "textgate.lock"
+    code, _, err = run(capsys, "lock", tmp_path / "model.toml", "--out", lock)
+    assert code == EXIT_OK, err
+    assert "model/modeling_remote.py" in read_lock(lock).files
+    assert type(load_classifier(load_model_spec(tmp_path / "model.toml")).model).__name__ == "RemoteBert"
+    code_file.write_text(REMOTE_CODE)
+    code, sections, report = verify_json(capsys, lock)
+    assert code == EXIT_GATE_FAILED and report["verdict"] == "behaviour changed: files"
+    assert keys(sections["files"]) == ["model/modeling_remote.py"]
+    assert sections["files"]["changes"][0]["note"] == "contents changed"
+    assert sections["canary"]["status"] == "same"  # the backdoor is not triggered by the canary texts
+    (tmp_path / "model.toml").write_text('model = "model"\ntrust_remote_code = true\nlock = "textgate.lock"\n')
+    with pytest.raises(ModelLoadError, match=r"File model/modeling_remote\.py .* has sha256"):
+        load_classifier(load_model_spec(tmp_path / "model.toml"))
+
+
+def test_added_token_beyond_the_vocabulary_is_reported_not_a_crash(capsys, locked):
+    # Canary texts contain "@user", which gets an id beyond the embeddings (the last of these
+    # tokens: the first fill unused rows): running them would fail with an IndexError.
+    added = {"zorblax": 5000, "quux": 5001, "wibble": 5002, "frob": 5003, "@user": 5004}
+    (locked.parent / "model" / "added_tokens.json").write_text(json.dumps(added))
+    code, sections, report = verify_json(capsys, locked)
+    assert code == EXIT_GATE_FAILED
+    change = sections["files"]["changes"][0]
+    assert keys(sections["files"]) == ["model/added_tokens.json"] and change["locked"] == "(absent)"
+    assert change["note"] == "has been added; the lock has no such file"
+    assert "added_tokens.json" in report["load_error"] and "beyond the model's vocabulary" in report["load_error"]
+    assert sections["canary"]["status"] == sections["tokenizer"]["status"] == "not checked"
+
+
 def test_pull_copies_verifies_and_enforces(capsys, locked_base, tmp_path):
     model = locked_base / "model"
     (tmp_path / "adapterless.toml").write_text(f'model = "{model}"\nmax_length = 32\n')

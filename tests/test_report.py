@@ -52,7 +52,7 @@ def test_report_json_and_markdown(dataset, tmp_path):
         "definition": {"name": "slang", "kind": "regex", "pattern": "lol|omg", "case_sensitive": False},
         "accuracy_ci95": [pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4)]}
     assert data["data"]["empty_text_rows"] == [2]
-    assert any("empty or whitespace-only" in note for note in data["notes"])
+    assert any("no visible text" in note for note in data["notes"])
     markdown = md_path.read_text()
     assert "**Accuracy 66.67%" in markdown
     assert "| slang | 2 | 33.33% | 50.00% | [9.5, 90.5] | -16.67 pts |" in markdown
@@ -87,3 +87,18 @@ def test_unlabeled_data_cannot_be_evaluated(tmp_path):
     unlabeled = read_dataset(path, require_labels=False, label_names=NAMES)
     with pytest.raises(DataError, match="has no labels.*--label-col"):
         evaluate(unlabeled, Predictions(label_names=NAMES, predicted=np.array(["neutral"], dtype=object)))
+
+
+def test_truncated_texts_are_counted_in_the_report(dataset, tmp_path):
+    from dataclasses import replace
+
+    predicted = ["positive", "negative", "neutral", "neutral", "negative", "positive"]
+    cut = replace(predictions_for(dataset, predicted), truncated=np.array([1, 0, 0, 1, 0, 0], dtype=bool),
+                  settings={"model": {"effective_max_length": 128}})
+    data = evaluate(dataset, cut).to_dict()
+    assert data["predictions"]["truncated"] == 2
+    assert "2 of 6 texts (33.3%) were longer than max_length (128 tokens) and were truncated" in " ".join(data["notes"])
+    _, md_path = write_eval_reports(evaluate(dataset, cut), tmp_path / "out")
+    assert "were truncated" in md_path.read_text()
+    untouched = evaluate(dataset, predictions_for(dataset, predicted)).to_dict()
+    assert not any("truncated" in note for note in untouched["notes"])

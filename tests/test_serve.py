@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import math
 import os
+import select
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -199,11 +202,36 @@ def test_model_endpoint(client, tiny_model_dir):
     assert body["guard"]["min_confidence"] == MIN_CONFIDENCE and body["guard"]["fallback_label"] == "neutral"
     assert body["settings"]["effective_max_length"] == 64 and body["spec"]["truncation"] is True
     assert body["limits"]["max_texts_per_request"] == 8
-    assert body["logging"] == {"enabled": True, "log_text": False, "log_ack": "committed"}
+    assert body["logging"] == {"enabled": True, "log_text": False, "log_ack": "committed", "log_retry_s": 10.0,
+                               "text_hash": "hmac-sha256"}
     assert body["drift_reference"] == {"negative": 0.2, "neutral": 0.5, "positive": 0.3}
     assert body["shadow"] is None
     assert (body["inference"]["gather_ms"], body["inference"]["gather_texts"]) == (8.0, 16)
     assert body["inference"]["workers"] >= 1 and body["inference"]["forward"] == "packed (padding-free)"
+    assert (body["limits"]["header_timeout_s"], body["limits"]["body_timeout_s"]) == (10.0, 30.0)
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_model_endpoint_shows_no_absolute_paths(client, main_server, tiny_model_dir):
+    body = client.get("/v1/model").json()
+    shown = list(_strings(body))
+    assert not [text for text in shown if text.startswith("/") or str(tiny_model_dir) in text], shown
+    assert body["name"] == body["spec"]["model"] == tiny_model_dir.name
+    assert body["settings"]["resolved_model"] == tiny_model_dir.name
+    answer = client.post("/v1/classify", json={"text": "i love this"}).json()
+    assert answer["model"]["name"] == tiny_model_dir.name
+    metrics = httpx.get(f"{main_server.url}/metrics", timeout=5).text
+    assert str(tiny_model_dir) not in metrics  # model_info's label too
 
 
 def test_metrics_move_after_requests(client, main_server):
@@ -247,6 +275,29 @@ def test_auth(main_server):
     assert httpx.get(f"{main_server.url}/v1/model").status_code == 401
     for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert httpx.get(f"{main_server.url}{open_path}").status_code == 200, open_path
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}],
+                         ids=["no-key", "wrong-key", "wrong-bearer"])
+def test_the_api_key_is_checked_before_the_body(main_server, headers):
+    url = f"{main_server.url}/v1/classify"
+    json_headers = {**headers, "Content-Type": "application/json"}
+    bodies = {
+        "oversized": json.dumps({"texts": ["c" * 1000] * 240}).encode(),
+        "malformed": b'{"texts": ["unterminated',
+        "wrong-schema": b'{"texts": [1, 2], "unknown": true}',
+        "too-many-texts": json.dumps({"texts": ["hi"] * 9}).encode(),
+    }
+    for name, content in bodies.items():
+        response = httpx.post(url, content=content, headers=json_headers, timeout=10)
+        assert response.status_code == 401, (name, response.status_code, response.text)
+        assert "API key" in response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
+
+    def chunks():
+        for _ in range(300):
+            yield b"x" * 1000
+
+    assert httpx.post(url, content=chunks(), headers=json_headers, timeout=10).status_code == 401
 
 
 @pytest.mark.parametrize("payload, status, words", [
@@ -306,8 +357,12 @@ def test_prediction_log_rows_hold_the_hash_not_the_text(client, main_server):
         rows = db.execute("SELECT item, text_sha256, text, status, model_label, label, reasons, model_fingerprint "
                           "FROM predictions WHERE request_id = 'log-check' ORDER BY item").fetchall()
     assert [r[0] for r in rows] == [0, 1]
+    key_file = main_server.folder / "log.db.hashkey"  # created beside the log, for the owner alone
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes().strip()
     for (item, sha, text, status, model_label, label, reasons, fingerprint), result in zip(rows, body["results"]):
-        assert sha == hashlib.sha256(texts[item].encode()).hexdigest() and text is None
+        assert sha == hmac.new(key, texts[item].encode(), hashlib.sha256).hexdigest() and text is None
+        assert sha != hashlib.sha256(texts[item].encode()).hexdigest()  # a guessed text does not match
         assert (status, model_label, label) == (result["status"], result["model_label"], result["label"])
         assert reasons.split(",") == result["reasons"] if reasons else result["reasons"] == []
         assert fingerprint == body["model"]["fingerprint"]
@@ -695,8 +750,15 @@ def test_goodness_of_fit_and_psi_match_references():
     ("api_keys = ['']", "api_keys"),
     ("gather_ms = -1", "gather_ms"),
     ("gather_texts = 0", "gather_texts"),
+    ("log_retry_s = -1", "log_retry_s"),
+    ("header_timeout_s = 0", "header_timeout_s"),
+    ("body_timeout_s = -2", "body_timeout_s"),
+    ("log_hash_key = 'short'", "log_hash_key"),
+    ("log_hash_key = '0123456789abcdef'\nlog_hash_key_file = 'k'", "(top level)"),
+    ("log_url = 'postgresql://u@db/log'", "(top level)"),
 ], ids=["unknown-key", "port", "log-ack", "request-larger-than-queue", "window", "shares", "guard-value",
-        "guard-key", "blank-key", "gather-ms", "gather-texts"])
+        "guard-key", "blank-key", "gather-ms", "gather-texts", "log-retry", "header-timeout", "body-timeout",
+        "short-hash-key", "two-hash-keys", "postgres-without-hash-key"])
 def test_config_errors_name_the_field(tmp_path, toml, field):
     path = tmp_path / "serve.toml"
     path.write_text(toml)
@@ -725,6 +787,9 @@ def test_config_defaults_keys_and_references(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps(report))
     assert reference_shares(DriftConfig(reference=str(tmp_path / "report.json")), LABELS) == {
         "negative": 0.125, "neutral": 0.375, "positive": 0.5}
+    (tmp_path / "serve.toml").write_text('log_hash_key_file = "secrets/log.key"\n')
+    assert load_serve_config(tmp_path / "serve.toml").log_hash_key_file == str(tmp_path / "secrets" / "log.key")
+    assert (config.log_retry_s, config.header_timeout_s, config.body_timeout_s) == (10.0, 10.0, 30.0)
 
 
 def test_request_timeout_is_504_and_shutdown_is_clean(tiny_classifier):
@@ -736,6 +801,7 @@ def test_request_timeout_is_504_and_shutdown_is_clean(tiny_classifier):
     with TestClient(app) as test_client:  # runs the lifespan: batcher start, warm-up, shutdown
         response = test_client.post("/v1/classify", json={"texts": ["i love this"] * 4})
         assert response.status_code == 504 and "request_timeout_s" in response.json()["detail"]
+        assert response.headers["retry-after"] == "1"
         assert test_client.get("/healthz").json() == {"status": "ok"}
     assert app.state.service.batcher.queue_depth == 0
 
@@ -746,3 +812,143 @@ def test_serve_without_the_extra_names_the_install_command(monkeypatch, capsys, 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
     assert main(["serve", str(tiny_model_dir)]) == EXIT_USAGE
     assert "pip install 'textgate[serve]'" in capsys.readouterr().err
+
+
+def test_readyz_503_carries_retry_after(tiny_classifier):
+    from fastapi.testclient import TestClient
+
+    from textgate.serve.app import create_app
+
+    app = create_app(tiny_classifier, ServeConfig(log_url=""))
+    response = TestClient(app).get("/readyz")  # no lifespan: never warmed up
+    assert response.status_code == 503 and response.json() == {"status": "starting"}
+    assert response.headers["retry-after"] == "1"
+
+
+# --- non-finite model outputs ------------------------------------------------------------------------------
+
+
+def test_non_finite_outputs_are_rejected_and_metrics_stay_finite(nan_model_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from textgate.guard import REASONS
+    from textgate.model import load_classifier, resolve_model_argument
+    from textgate.serve.app import create_app
+
+    assert "non_finite" in REASONS
+    classifier = load_classifier(resolve_model_argument(str(nan_model_dir))[0])
+    config = ServeConfig(log_url=f"sqlite:///{tmp_path / 'log.db'}",
+                         drift=DriftConfig(reference={"negative": 0.2, "neutral": 0.5, "positive": 0.3}))
+    app = create_app(classifier, config)
+    with TestClient(app) as test_client:
+        response = test_client.post("/v1/classify", json={"texts": ["i love this", "awful day", "meh"],
+                                                          "return_all_scores": True})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["logged"] == "committed"
+        for result in body["results"]:
+            assert (result["status"], result["valid"], result["label"], result["score"]) == (
+                "rejected", False, None, None)
+            assert "non_finite" in result["reasons"]
+        text = test_client.get("/metrics").text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    assert samples["textgate_guard_failures_total{rule=non_finite}"] == 3
+    assert samples["textgate_predictions_total{label=none}"] == 3
+    drift_gauges = {"textgate_label_drift_psi{}", "textgate_label_drift_chi2_pvalue{}"}  # NaN: empty window
+    assert samples["textgate_label_drift_window_size{}"] == 0
+    not_finite = [name for name, value in samples.items() if not math.isfinite(value) and name not in drift_gauges]
+    assert not not_finite, not_finite
+    assert samples["textgate_confidence_sum{}"] == 0
+
+
+def test_metrics_skip_non_finite_scores():
+    from textgate.serve.metrics import LabelDrift, ServeMetrics
+
+    metrics = ServeMetrics(model_name="m", fingerprint="f", revision=None,
+                           drift=LabelDrift({"a": 0.5, "b": 0.5}, window=10))
+    metrics.observe_results(["a", None, "b"], [0.75, math.nan, math.inf, -math.inf], 0, {"non_finite": 1})
+    text = metrics.render()[0].decode()
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+    assert samples["textgate_confidence_sum"] == 0.75 and samples["textgate_confidence_count"] == 1
+    assert math.isfinite(samples["textgate_label_drift_psi"])
+
+
+# --- slow clients: header and body read timeouts ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_server(tiny_model_dir, tmp_path_factory):
+    server = Server("strict", tmp_path_factory.mktemp("strict"), [str(tiny_model_dir)],
+                    'log_url = ""\nheader_timeout_s = 1\nbody_timeout_s = 1\n')
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def _until_closed(sock: socket.socket, trickle: bytes, bound_s: float = 60) -> bytes:
+    """Send ``trickle`` a byte at a time until the server closes the connection; what it sent back.
+    Fails when the connection is still open after ``bound_s`` (generous: it only has to end)."""
+    deadline = time.monotonic() + bound_s
+    received = b""
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        try:
+            if readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return received
+                received += chunk
+            elif trickle:
+                sock.sendall(trickle[:1])
+                trickle = trickle[1:]
+        except (BrokenPipeError, ConnectionResetError):
+            return received
+    pytest.fail(f"the server kept a slow client's connection open for {bound_s} s (got {received[:80]!r})")
+
+
+@pytest.mark.parametrize("opening, trickle", [
+    (b"", b""),
+    (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n", b"X-Slow: " + b"a" * 5000),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 5000),
+], ids=["silent", "trickled-header", "trickled-header-after-keep-alive"])
+def test_a_slow_request_head_is_dropped(strict_server, opening, trickle):
+    with socket.create_connection(("127.0.0.1", strict_server.port), timeout=10) as sock:
+        sock.sendall(opening)
+        received = _until_closed(sock, trickle)
+    if opening.startswith(b"GET"):
+        assert received.startswith(b"HTTP/1.1 200")  # the complete first request was answered
+
+
+def test_a_slow_request_body_gets_408_and_is_dropped(strict_server):
+    head = (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 6000\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", strict_server.port), timeout=10) as sock:
+        sock.sendall(head + b'{"text": "')
+        received = _until_closed(sock, b"a" * 5000)
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert b"body_timeout_s" in received
+    assert httpx.post(f"{strict_server.url}/v1/classify", json={"text": "i love this"}, timeout=10).status_code == 200
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def test_serve_on_a_port_in_use_exits_2_before_loading_the_model(capsys, tmp_path):
+    from textgate.cli import EXIT_USAGE, main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The model does not exist: the port is checked first, so the error is about the port.
+        code = main(["serve", str(tmp_path / "no-such-model"), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert f"Port {port}" in err and "already in use" in err and "'port'" in err and "stop the process" in err
+    assert "no-such-model" not in err

@@ -6,9 +6,13 @@ parallel sessions never see each other's rows."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import signal
+import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -16,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -27,7 +32,11 @@ from textgate.serve.store import (
     LogRecord,
     LogWriter,
     PredictionStore,
+    is_transient,
+    keyed_text_hash,
+    log_hash_key,
     open_store,
+    read_hash_key,
     text_sha256,
 )
 
@@ -67,6 +76,51 @@ def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+class HeldLock:
+    """Another connection holding the log's write lock: ``BEGIN EXCLUSIVE`` on SQLite,
+    ``LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE`` on PostgreSQL (the table must exist)."""
+
+    def __init__(self, log_url: str):
+        self.released = threading.Event()
+        if log_url.startswith("sqlite"):
+            self._sqlite = sqlite3.connect(sa.make_url(log_url).database, isolation_level=None,
+                                           check_same_thread=False)
+            self._sqlite.execute("BEGIN EXCLUSIVE")
+            return
+        self._sqlite = None
+        self._engine = sa.create_engine(sa.make_url(log_url).set(drivername="postgresql+psycopg"))
+        self._conn = self._engine.connect()
+        self._transaction = self._conn.begin()
+        self._conn.execute(sa.text("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE"))
+
+    def release(self) -> None:
+        if self.released.is_set():
+            return
+        self.released.set()
+        if self._sqlite is not None:
+            self._sqlite.execute("ROLLBACK")
+            self._sqlite.close()
+            return
+        self._transaction.rollback()
+        self._conn.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def wait_for(condition, what: str, bound_s: float = 120) -> None:
+    """Poll ``condition`` until true; a generous bound, so a slow machine only takes longer."""
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {bound_s} s")
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -134,6 +188,45 @@ def test_scores_stored_as_json_text(store: PredictionStore):
 
 def test_text_sha256():
     assert text_sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_keyed_text_hash_is_hmac_sha256_not_plain_sha256():
+    key = b"k" * 32
+    assert keyed_text_hash("omg this is fire lol", key) == hmac.new(
+        key, b"omg this is fire lol", hashlib.sha256).hexdigest()
+    assert keyed_text_hash("abc", key) != text_sha256("abc")
+    assert keyed_text_hash("abc", key) != keyed_text_hash("abc", b"j" * 32)
+
+
+def test_a_sqlite_log_gets_a_private_key_file_reused_across_restarts(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'logs' / 'predictions.db'}"
+    first = log_hash_key(url)
+    key_file = tmp_path / "logs" / "predictions.db.hashkey"
+    assert key_file.is_file() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first) >= 32 and read_hash_key(key_file) == first
+    assert log_hash_key(url) == first  # a restart finds the same key
+    assert keyed_text_hash("lol", log_hash_key(url)) == keyed_text_hash("lol", first)
+    other = log_hash_key(f"sqlite:///{tmp_path / 'other.db'}")
+    assert other != first  # every log its own random key
+
+
+def test_a_configured_key_wins_and_postgres_needs_one(tmp_path: Path):
+    key_file = tmp_path / "log.key"
+    key_file.write_text("0123456789abcdef0123456789abcdef\n")
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    assert log_hash_key(url, key_file=key_file) == b"0123456789abcdef0123456789abcdef"
+    assert log_hash_key(url, key="a-secret-of-16-bytes") == b"a-secret-of-16-bytes"
+    assert not (tmp_path / "predictions.db.hashkey").exists()  # nothing created when a key is given
+    assert log_hash_key("postgresql://u@db/log", key_file=key_file) == read_hash_key(key_file)
+    with pytest.raises(ConfigError, match="log_hash_key_file") as caught:
+        log_hash_key("postgresql://u@db/log")
+    assert caught.value.field == "log_hash_key_file"
+    key_file.write_text("short")
+    with pytest.raises(ConfigError, match="holds 5 bytes; a key needs at least 16"):
+        log_hash_key(url, key_file=key_file)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_hash_key(tmp_path / "missing.key")
+    assert log_hash_key("sqlite://") != log_hash_key("sqlite://")  # in memory: a key for the process
 
 
 def test_reason_with_comma_is_refused():
@@ -329,6 +422,79 @@ def test_cancelled_future_does_not_break_writer(store: PredictionStore):
 def test_bad_writer_settings():
     with pytest.raises(ConfigError, match="max_queue must be >= 1. Got 0"):
         LogWriter(None, max_queue=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="retry_s must be >= 0. Got -1"):
+        LogWriter(None, retry_s=-1)  # type: ignore[arg-type]
+
+
+def _locked(message: str = "database is locked") -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str):
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def test_transient_errors_are_busy_and_lock_errors_only():
+    assert is_transient(_locked()) and is_transient(_locked("database table is locked"))
+    assert not is_transient(_locked("disk I/O error")) and not is_transient(ValueError("database is locked?"))
+    for sqlstate in ("55P03", "40P01", "40001", "57P01", "08006"):
+        assert is_transient(sa.exc.OperationalError("INSERT", {}, _PgError(sqlstate))), sqlstate
+    assert not is_transient(sa.exc.IntegrityError("INSERT", {}, _PgError("23505")))
+
+
+class BusyStore:
+    """Raises "database is locked" for the first ``busy`` writes, then works."""
+
+    def __init__(self, inner: PredictionStore, busy: int):
+        self.inner, self.busy, self.calls = inner, busy, 0
+
+    def write_many(self, records):
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise _locked()
+        self.inner.write_many(records)
+
+
+def test_a_busy_database_is_retried_until_it_frees(store: PredictionStore):
+    writer = LogWriter(BusyStore(store, busy=3), flush_interval_s=0, retry_s=120)
+    assert writer.submit([record("busy", 0), record("busy", 1)]).result(timeout=120) is None
+    writer.close()
+    assert writer.retries == 3 and writer.failed == 0 and writer.written == 2
+    assert store.request_ids() == {"busy"}
+
+
+def test_retries_are_bounded_by_retry_s(store: PredictionStore, caplog: pytest.LogCaptureFixture):
+    writer = LogWriter(BusyStore(store, busy=10**9), flush_interval_s=0, retry_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="textgate.serve.store"), pytest.raises(
+            sa.exc.OperationalError, match="database is locked"):
+        writer.submit([record("gone")]).result(timeout=120)
+    writer.close()
+    assert writer.failed == 1 and writer.written == 0 and writer.retries >= 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("retrying 1 records" in m for m in messages) and any("could not write 1 records" in m for m in messages)
+
+
+def test_close_drains_the_queue_through_a_busy_database(store: PredictionStore):
+    writer = LogWriter(BusyStore(store, busy=4), flush_interval_s=3600, retry_s=120)
+    futures = [writer.submit([record(f"r{i}")]) for i in range(3)]
+    writer.close()  # a graceful stop: retries instead of dropping after one failure
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert writer.failed == writer.dropped == 0 and store.count() == 3
+
+
+def test_a_held_lock_delays_the_commit_until_it_is_released(log_url: str):
+    with open_store(log_url) as opened:
+        writer = LogWriter(opened, flush_interval_s=0, retry_s=300)
+        with HeldLock(log_url) as lock:
+            future = writer.submit([record("held", 0), record("held", 1)])
+            wait_for(lambda: writer.retries >= 2, "the writer to retry behind the lock")
+            assert not future.done()  # not acknowledged while another connection holds the lock
+            lock.release()
+            assert future.result(timeout=300) is None
+        writer.close()
+        assert writer.failed == 0 and opened.request_ids() == {"held"}
 
 
 # -- durability ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from textgate.audit import AuditResult, Finding
+from textgate.outputs import atomic_path, write_text_atomic
 
 __all__ = [
     "AUDIT_SCHEMA_VERSION",
@@ -99,21 +100,21 @@ def write_audit_outputs(result: AuditResult, texts: Sequence[str], out_dir: Path
     out.mkdir(parents=True, exist_ok=True)
     records = [_issue_record(f, texts[f.row]) for f in result.findings]
     paths = [out / name for name in ("issues.csv", "issues.jsonl", "summary.json", "review.html", "argilla.jsonl")]
-    with paths[0].open("w", encoding="utf-8", newline="") as handle:
+    with atomic_path(paths[0]) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=ISSUE_COLUMNS)
         writer.writeheader()
         for record in records:
             writer.writerow({**record, "text": _spreadsheet_safe(record["text"]), "accept": "", "corrected_label": ""})
     _write_jsonl(paths[1], records)
-    paths[2].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths[3].write_text(render_review_html(summary, records), encoding="utf-8")
+    write_text_atomic(paths[2], json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(paths[3], render_review_html(summary, records))
     _write_jsonl(paths[4], [argilla_record(f, r["text"], text_sha256=r["text_sha256"])
                             for f, r in zip(result.findings, records)])
     return paths
 
 
 def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
 

@@ -71,7 +71,4 @@ class PredictionCache:
     def save(self, key: str, predictions: Predictions) -> Path:
         """Write atomically, so a crash never leaves a half-written entry behind."""
         path = self.path(key)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_predictions(predictions, partial)
-        os.replace(partial, path)
-        return path
+        return save_predictions(predictions, path)  # atomic

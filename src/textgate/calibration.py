@@ -62,12 +62,13 @@ from textgate.metrics import (
     _calibration,
     _check_class_id_values,
     _check_label_names,
-    _check_probabilities,
     _check_same_length,
     _encode_true,
     _equal_width_index,
     _Record,
+    check_probabilities,
 )
+from textgate.outputs import write_text_atomic
 
 if TYPE_CHECKING:
     from textgate.model import Classifier
@@ -254,7 +255,7 @@ def logits_from_probabilities(probabilities: Any) -> np.ndarray:
     if p.ndim != 2:
         raise DataError(f"probabilities must be a 2-D (N, K) array; got shape {p.shape}. Pass one row "
                         "per example, one column per label.", field="probabilities")
-    return _log_floored(_check_probabilities(p, p.shape[0], p.shape[1]))
+    return _log_floored(check_probabilities(p, p.shape[0], p.shape[1]))
 
 
 def _log_floored(p: np.ndarray) -> np.ndarray:
@@ -430,15 +431,15 @@ def paired_calibration_changes(y_true: Any, before: Any, after: Any, *, label_na
     names = _check_label_names(label_names)
     y = _encode_true(y_true, names)
     n_resamples, seed, confidence = _check_bootstrap_settings(n_resamples, seed, confidence)
-    p_before = _check_probabilities(before, y.size, len(names))
-    p_after = _check_probabilities(after, y.size, len(names))
+    p_before = check_probabilities(before, y.size, len(names))
+    p_after = check_probabilities(after, y.size, len(names))
     return _metric_changes(y, p_before, p_after, _calibration(y, p_before, DEFAULT_N_BINS),
                            _calibration(y, p_after, DEFAULT_N_BINS), seed, n_resamples, confidence)
 
 
 def _check_side(probabilities: Any, n: int, k: int, name: str) -> np.ndarray:
     try:
-        p = _check_probabilities(probabilities, n, k)
+        p = check_probabilities(probabilities, n, k)
     except DataError as exc:
         raise DataError(f"{name}: {exc}", field=name) from exc
     return _log_floored(p)
@@ -610,7 +611,7 @@ def mc_dropout_metrics(y_true: Any, pass_probabilities: Any, pass_seconds: Seque
     done = 0
     for n_passes in wanted:
         for i in range(done, n_passes):
-            running += _check_probabilities(stack[i], y.size, len(names))
+            running += check_probabilities(stack[i], y.size, len(names))
         done = n_passes
         mean = running / n_passes
         metrics = _calibration(y, mean, DEFAULT_N_BINS)
@@ -707,9 +708,7 @@ def write_calibration_file(path: Path | str, result: CalibrationResult, *, model
               "# predict, eval, gate and serve then divide the logits by `temperature` before the softmax.\n")
     body = dump_toml(record.model_dump(), section_comments={
         "heldout": f"held-out metrics ({result.holdout}), before -> after; for reading only"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + body, encoding="utf-8")
-    return path
+    return write_text_atomic(path, header + body)
 
 
 def read_calibration_file(path: Path | str, *, model_fingerprint: str | None = None,

@@ -27,6 +27,7 @@ from textgate.html import (
     render_page,
 )
 from textgate.metrics import DEFAULT_N_BINS
+from textgate.outputs import write_text_atomic
 from textgate.report import Table, markdown_table, print_tables
 
 __all__ = [
@@ -221,7 +222,7 @@ def write_calibration_reports(report: dict[str, Any], out_dir: Path) -> tuple[Pa
     """Write report.json, report.md and report.html into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "report.json", out_dir / "report.md", out_dir / "report.html")
-    paths[0].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths[1].write_text(render_calibration_markdown(report), encoding="utf-8")
-    paths[2].write_text(render_calibration_html(report), encoding="utf-8")
+    write_text_atomic(paths[0], json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(paths[1], render_calibration_markdown(report))
+    write_text_atomic(paths[2], render_calibration_html(report))
     return paths

@@ -1,12 +1,15 @@
 """`textgate` command line: thin adapters over the library.
 
 Data goes to stdout, messages and progress to stderr. Exit codes: 0 success, 1 gate failed,
-2 usage, config, data or model error (one line naming the fix), 3 internal error.
+2 usage, config, data, model or output-path error (one line naming the fix), 3 internal
+error, 130 interrupted (Ctrl-C; outputs are written atomically, so nothing is half-written).
+Output paths are checked before any model is loaded.
 Set TEXTGATE_DEBUG=1 (or pass --debug) to see tracebacks.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -18,6 +21,10 @@ import click
 from textgate.errors import TextgateError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell expects after Ctrl-C
+# File system refusals that are the user's to fix (permissions, read-only, full disk, path shape).
+_OUTPUT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                            errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG})
 _MODEL_HELP = ("MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub "
                "id, read in that order.")
 
@@ -61,8 +68,8 @@ def _data_options(command):
 def _model_options(command):
     for option in reversed([
         click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="Override the spec's dtype."),
-        click.option("--max-length", type=int, help="Override the spec's max_length (tokens)."),
-        click.option("--token-budget", type=int, default=None,
+        click.option("--max-length", type=click.IntRange(min=1), help="Override the spec's max_length (tokens)."),
+        click.option("--token-budget", type=click.IntRange(min=1), default=None,
                      help="Padded tokens per batch (default 4096)."),
         click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."),
     ]):
@@ -92,14 +99,22 @@ def predict(model: str, data: Path, out_path: Path, text_col: str, label_col: st
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
     """
     from textgate.data import read_dataset
+    from textgate.evaluation import truncated_note
+    from textgate.metrics import check_probabilities
+    from textgate.outputs import check_output_file
     from textgate.predictions import save_predictions
 
+    check_output_file(out_path, option="--out")
     classifier = _load(model, run_options)
     dataset = read_dataset(data, text_col=text_col, label_col=label_col,
                            label_names=classifier.label_names, require_labels=False)
     _report_dataset(dataset)
     predictions = _run(classifier, dataset.texts, run_options)
+    if predictions.probabilities is not None:  # NaN from a broken model must not be saved as a label
+        check_probabilities(predictions.probabilities, len(predictions), len(predictions.label_names))
     save_predictions(predictions, out_path)
+    if (note := truncated_note(predictions)) is not None:
+        _say(note)
     _say(f"wrote {len(predictions):,} predictions to {out_path} "
          f"({predictions.total_seconds:.1f} s, {len(predictions) / max(predictions.total_seconds, 1e-9):,.0f} texts/s)")
 
@@ -130,6 +145,7 @@ def eval_command(args: tuple[str, ...], predictions_path: Path | None, slice_fla
     from textgate.evaluation import evaluate
     from textgate.report import render_terminal, write_eval_reports
 
+    _check_outputs(dirs={"--out-dir": out_dir})
     model, data = _split_eval_args(args, predictions_path)
     slices = _read_slices(slice_flags, slices_file)
     if model is not None:
@@ -166,8 +182,10 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
         write_gate_reports,
     )
 
+    cache_dir = None if no_cache else cache_dir or default_cache_dir()
+    _check_outputs(dirs={"--out-dir": out_dir, "--cache-dir": cache_dir})
     config = load_gate_config(gate_file)
-    cache = None if no_cache else PredictionCache(cache_dir or default_cache_dir())
+    cache = None if cache_dir is None else PredictionCache(cache_dir)
     _quiet_transformers()
     run = run_gate(config, cache=cache, progress=progress, say=_say)
     report = gate_report_dict(run)
@@ -185,11 +203,11 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
               show_default=True, help="Where to write the calibration file a ModelSpec references.")
 @click.option("--eval-data", type=click.Path(path_type=Path),
               help="Evaluate on this labeled file; T is then fitted on all of DATA.")
-@click.option("--fit-split", type=float, help="Share of DATA that T is fitted on, the rest held out "
+@click.option("--fit-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Share of DATA that T is fitted on, the rest held out "
               "(seeded, stratified). Default when neither --eval-data nor --k-fold: 0.5.")
-@click.option("--k-fold", type=int, help="Stratified K-fold cross-validation on DATA; the saved T is fitted on all of it.")
+@click.option("--k-fold", type=click.IntRange(min=2), help="Stratified K-fold cross-validation on DATA; the saved T is fitted on all of it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, folds, bootstrap and dropout.")
-@click.option("--resamples", type=int, default=2000, show_default=True, help="Bootstrap resamples for the intervals.")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Bootstrap resamples for the intervals.")
 @click.option("--mc-dropout", metavar="N,N,...",
               help="Also run MC dropout on the held-out rows with these pass counts, e.g. 1,5,10,20,40.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
@@ -219,6 +237,7 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
         write_calibration_reports,
     )
 
+    _check_outputs(files={"--out": out_path}, dirs={"--report": report_dir})
     model, data = _split_eval_args(args, predictions_path)
     passes = _calibrate_checks(model, eval_data, fit_split, k_fold, mc_dropout)
     inputs = _calibration_inputs(model, data, predictions_path, eval_data, text_col, label_col, run_options)
@@ -328,10 +347,9 @@ def serve(model: str, config_path: Path | None, shadow_model: str | None, host: 
         require_serve_extra()
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None
-    import uvicorn
-
     from textgate.serve.app import create_app
     from textgate.serve.config import ServeConfig, load_serve_config
+    from textgate.serve.listen import bind_socket, run_server
 
     config = load_serve_config(config_path) if config_path is not None else ServeConfig()
     overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
@@ -339,18 +357,20 @@ def serve(model: str, config_path: Path | None, shadow_model: str | None, host: 
         from textgate.config import validate_table
 
         config = validate_table(ServeConfig, {**config.model_dump(), **overrides}, origin="command-line options")
-    classifier = _load(model, {})
-    shadow = None
-    if shadow_model is not None:
-        _say("shadow:")
-        shadow = _load(shadow_model, {})
-    app = create_app(classifier, config, shadow=shadow)
-    _say(f"prediction log: {config.log_url or 'disabled'}"
-         + (" (with raw text)" if config.log_url and config.log_text else ""))
-    _say(f"serving on http://{config.host}:{config.port} (docs at /docs, metrics at /metrics)")
-    # One worker: the batcher owns the model; more processes would each load their own copy.
-    uvicorn.run(app, host=config.host, port=config.port, workers=1, log_level="info",
-                timeout_graceful_shutdown=int(config.request_timeout_s) + 5)
+    sock = bind_socket(config.host, config.port)  # a port in use: exit 2 now, not after loading the model
+    try:
+        classifier = _load(model, {})
+        shadow = None
+        if shadow_model is not None:
+            _say("shadow:")
+            shadow = _load(shadow_model, {})
+        app = create_app(classifier, config, shadow=shadow)
+        _say(f"prediction log: {config.log_url or 'disabled'}"
+             + (" (with raw text)" if config.log_url and config.log_text else ""))
+        _say(f"serving on http://{config.host}:{sock.getsockname()[1]} (docs at /docs, metrics at /metrics)")
+        run_server(app, config, sock)
+    finally:
+        sock.close()
 
 
 class _DefaultGroup(click.Group):
@@ -400,7 +420,7 @@ def audit() -> None:
               show_default=True, help="How to rank and how many to flag.")
 @click.option("--ranked-by", type=click.Choice(["normalized_margin", "self_confidence"]),
               default="normalized_margin", show_default=True, help="Confident learning's ranking score.")
-@click.option("--top", type=int, help="Flag at most this many (default: confident learning's estimate).")
+@click.option("--top", type=click.IntRange(min=1), help="Flag at most this many (default: confident learning's estimate).")
 @click.option("--label-names", help="Comma-separated names of the .npy columns of --pred-probs (default: DATA's "
                                    "labels, sorted).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory for the outputs.")
@@ -418,6 +438,7 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     from textgate.audit import audit_labels
     from textgate.audit_export import audit_summary, write_audit_outputs
 
+    _check_outputs(dirs={"--out": out_dir})
     if len(args) != (1 if pred_probs else 2):
         raise click.UsageError(f"Pass MODEL and DATA, or --pred-probs FILE and DATA (got {len(args)} arguments: "
                                f"{' '.join(args) or 'none'}). {_MODEL_HELP}")
@@ -468,6 +489,7 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
     """
     from textgate.audit_apply import apply_corrections
 
+    _check_outputs(files={"--out": out_path, "--changelog": changelog})
     result = apply_corrections(corrections, data, out_path, label_names=_label_name_list(label_names),
                                text_col=text_col, label_col=label_col, changelog_path=changelog)
     _say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
@@ -593,6 +615,7 @@ def lock_command(model: str, out_path: Path, canary_path: Path | None, text_col:
     from textgate.lock import build_lock, write_lock
     from textgate.model import resolve_model_argument
 
+    _check_outputs(files={"--out": out_path})
     spec, reading = resolve_model_argument(model)
     _say(f"model: {reading}")
     _check_licenses(spec, allowed_licenses, refused=f"{out_path} not written")
@@ -657,6 +680,7 @@ def pull(model: str, dest: Path, force: bool, canary_path: Path | None, text_col
     from textgate.lock import pull_model
     from textgate.model import resolve_model_argument
 
+    _check_outputs(dirs={"--to": dest})
     spec, reading = resolve_model_argument(model)
     _say(f"model: {reading}")
     _check_licenses(spec, allowed_licenses, refused="nothing copied")
@@ -746,6 +770,18 @@ def _load(model: str, run_options: dict, *, uncalibrated: bool = False):
     return classifier
 
 
+def _check_outputs(*, files: dict[str, Path | None] | None = None, dirs: dict[str, Path | None] | None = None) -> None:
+    """Refuse unwritable output paths before any model is loaded or run (OutputError, exit 2)."""
+    from textgate.outputs import check_output_dir, check_output_file
+
+    for option, path in (files or {}).items():
+        if path is not None:
+            check_output_file(path, option=option)
+    for option, path in (dirs or {}).items():
+        if path is not None:
+            check_output_dir(path, option=option)
+
+
 def _say_hardware(*dtypes: str) -> None:
     """The machine line, and the one warning a bfloat16 model on a CPU without native bf16 gets."""
     from textgate.hardware import bf16_emulated_note, detect_hardware
@@ -787,7 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            _say("interrupted; nothing was written")
+            return EXIT_INTERRUPTED
         _say("aborted")
         return EXIT_USAGE
     except TextgateError as exc:
@@ -796,11 +835,16 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
-    except Exception as exc:  # an internal bug: say so, and how to see the traceback
+        _say("interrupted; nothing was written")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+            _say(f"error: cannot write {exc.filename or 'an output'}: {exc.strerror}; choose a writable "
+                 "location with free space (see --help for the output options).")
+            return EXIT_USAGE
+        # an internal bug: say so, and how to see the traceback
         _say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         return EXIT_INTERNAL
     return EXIT_OK

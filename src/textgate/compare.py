@@ -50,7 +50,6 @@ from textgate.metrics import (
     _calibration,
     _check_label_names,
     _check_mask,
-    _check_probabilities,
     _check_same_length,
     _classification,
     _divide,
@@ -58,6 +57,7 @@ from textgate.metrics import (
     _encode_true,
     _equal_width_index,
     _Record,
+    check_probabilities,
 )
 from textgate.predictions import Predictions
 
@@ -271,7 +271,7 @@ def _check_side(predictions: Any, which: str, n: int, names: tuple[str, ...]) ->
                               "matched to labels; compare models of the same label set, or pass "
                               "label-only predictions.", field=f"{which}.label_names")
         try:
-            p = _check_probabilities(predictions.probabilities, n, len(names))
+            p = check_probabilities(predictions.probabilities, n, len(names))
         except DataError as exc:  # say which model's outputs are wrong
             raise DataError(f"{which} {exc}", field=f"{which}.probabilities") from exc
         probabilities = p[:, [own.index(name) for name in names]]

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from textgate.errors import ConfigError, DataError
+from textgate.text import is_empty_text
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -114,7 +115,7 @@ def read_dataset(
     has_labels = label_col is not None and label_col in table
     if require_labels and label_col is not None and not has_labels:
         _require_column(table, label_col, flag="--label-col", path=path)
-    texts = tuple(_as_text(v) for v in table[text_col])
+    texts = tuple(_as_text(v, row=i, column=text_col, path=path) for i, v in enumerate(table[text_col], 1))
     labels, names = None, known_names or mapping or ()
     if has_labels:
         raw = table[label_col]
@@ -131,7 +132,7 @@ def read_dataset(
         text_col=text_col,
         label_col=label_col,
         fingerprint=_fingerprint(texts, labels),
-        empty_text_rows=tuple(i for i, t in enumerate(texts) if not t.strip()),
+        empty_text_rows=tuple(i for i, t in enumerate(texts) if is_empty_text(t)),
     )
 
 
@@ -343,8 +344,14 @@ def _read_mapping(path: Path) -> tuple[str, ...]:
 
 def _require_column(table: Mapping[str, Any], column: str, *, flag: str, path: Path) -> None:
     if column not in table:
+        names = list(table)
+        if len(names) == 1 and "\t" in names[0] and _table_format(path) == "csv":
+            raise DataError(f"Column '{column}' ({flag}) not found in {path.name}: its header is one "
+                            f"column holding tabs ({names[0][:60]!r}), so the file looks "
+                            "tab-separated. Rename it with a .tsv suffix (or convert it to "
+                            "comma-separated CSV).", field=column, path=path)
         raise DataError(f"Column '{column}' ({flag}) not found in {path.name}; available "
-                        f"columns: {', '.join(table) or '(none)'}. Pass {flag} with one of them.",
+                        f"columns: {', '.join(names) or '(none)'}. Pass {flag} with one of them.",
                         field=column, path=path)
 
 
@@ -355,8 +362,26 @@ def _is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _as_text(value: Any) -> str:
-    return "" if _is_null(value) else value if isinstance(value, str) else str(value)
+def _as_text(value: Any, *, row: int, column: str, path: Path) -> str:
+    """A text cell; a missing value is the empty text, anything but a string is an error."""
+    if _is_null(value):
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"Row {row} of {path.name}: column '{column}' holds {_kind(value)} "
+                        f"({_preview(value)}), not a string; texts must be strings. Quote the value "
+                        "or fix the file, or pick the right column with --text-col.",
+                        field=column, path=path, row=row)
+    return value
+
+
+def _kind(value: Any) -> str:
+    kinds = ((bool, "a boolean"), ((int, float), "a number"), (list, "a list"), (dict, "an object"))
+    return next((name for types, name in kinds if isinstance(value, types)), f"a {type(value).__name__}")
+
+
+def _preview(value: Any, limit: int = 40) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def _as_label(value: Any) -> str:

@@ -5,6 +5,7 @@ received and what to do, so the CLI can print it as one line.
     ├── ConfigError(ValueError)      a spec or config file/argument is wrong      (field)
     ├── DataError(ValueError)        a dataset or predictions file is wrong       (field, path, row)
     ├── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
+    ├── OutputError(OSError)         an output file or folder cannot be written there    (option, path)
     └── LogQueueFull(RuntimeError)   the prediction log's queue had no room; records dropped, counted
 
 Subclassing the builtins keeps callers' ``except ValueError`` / ``except OSError`` working.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "TextgateError"]
+__all__ = ["ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "OutputError", "TextgateError"]
 
 
 class TextgateError(Exception):
@@ -55,6 +56,18 @@ class ModelLoadError(TextgateError, OSError):
         self.path = path
 
     def __str__(self) -> str:  # OSError would otherwise print its errno/strerror form
+        return self.args[0]
+
+
+class OutputError(TextgateError, OSError):
+    """An output path is not writable, or is a file where a folder is needed (or the reverse)."""
+
+    def __init__(self, message: str, *, option: str | None = None, path: Path | str | None = None):
+        super().__init__(message)
+        self.option = option
+        self.path = path
+
+    def __str__(self) -> str:
         return self.args[0]
 
 

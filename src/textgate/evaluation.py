@@ -24,7 +24,8 @@ from textgate.metrics import (
 from textgate.predictions import Predictions, texts_fingerprint
 from textgate.slices import SliceSpec, slice_masks
 
-__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "accuracy_ci95", "check_alignment", "evaluate"]
+__all__ = ["EVAL_REPORT_SCHEMA_VERSION", "EvalReport", "accuracy_ci95", "check_alignment", "evaluate",
+           "truncated_note"]
 
 # Version of report.json; bump on any incompatible change and keep readers of older ones.
 EVAL_REPORT_SCHEMA_VERSION = 1
@@ -89,8 +90,11 @@ def evaluate(dataset: Dataset, predictions: Predictions, *, slices: Sequence[Sli
         notes.append("Latency not measured: the predictions carry no timings (made outside textgate).")
     notes.extend(settings_notes(predictions.settings))
     if dataset.empty_text_rows:
-        notes.append(f"{len(dataset.empty_text_rows)} examples have empty or whitespace-only text; "
-                     "they were evaluated like any other.")
+        notes.append(f"{len(dataset.empty_text_rows)} examples have no visible text (empty, whitespace, "
+                     "zero-width or control characters only); they were evaluated like any other.")
+    truncated = truncated_note(predictions)
+    if truncated:
+        notes.append(truncated)
     return EvalReport(
         data=_data_summary(dataset),
         predictions=_predictions_summary(predictions),
@@ -149,7 +153,19 @@ def _predictions_summary(predictions: Predictions) -> dict[str, Any]:
         "model_fingerprint": predictions.model_fingerprint,
         "data_fingerprint": predictions.data_fingerprint,
         "settings": predictions.settings,
+        "truncated": None if predictions.truncated is None else int(predictions.truncated.sum()),
     }
+
+
+def truncated_note(predictions: Predictions) -> str | None:
+    """One line on how many texts were cut at max_length, or None when none were (or unknown)."""
+    if predictions.truncated is None or not predictions.truncated.any():
+        return None
+    count, n = int(predictions.truncated.sum()), len(predictions)
+    max_length = ((predictions.settings or {}).get("model") or {}).get("effective_max_length")
+    limit = f"max_length ({max_length} tokens)" if max_length else "max_length"
+    return (f"{count:,} of {n:,} texts ({100 * count / n:.1f}%) were longer than {limit} and were "
+            "truncated: the model saw only their beginning.")
 
 
 def _slice_definition(spec: SliceSpec) -> dict[str, Any]:

@@ -18,8 +18,10 @@ fired (``reasons``). Rules are read from the ``[guard]`` table of a serve config
     rules = validate_table(GuardRules, raw["guard"], origin=path, prefix="guard")
 
 Every rule that fired yields an outcome and the most cautious one wins:
-rejected > needs_review > fallback > ok. An empty text is decided by ``empty_text`` alone,
-since the model's answer on it means nothing. ``label`` is None for rejected and
+rejected > needs_review > fallback > ok. An empty text (no visible character: see
+:mod:`textgate.text`) is decided by ``empty_text`` alone, since the model's answer on it means
+nothing. Non-finite probabilities (NaN or infinity: a broken model or export) are always
+``rejected`` with rule ``non_finite``, and their scores are not passed on. ``label`` is None for rejected and
 needs_review; ``valid`` is True only when the model's own answer passed every rule unchanged
 (a recorded ``truncated`` flag excepted). Confidence rules are skipped for predictions
 without probabilities.
@@ -27,6 +29,7 @@ without probabilities.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -37,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textgate.errors import ConfigError, DataError, TextgateError
 from textgate.predictions import Predictions
+from textgate.text import is_empty_text
 
 if TYPE_CHECKING:
     from textgate.model import Classifier
@@ -51,6 +55,7 @@ REASONS = (
     "empty_text",
     "short_text_overconfident",
     "truncated",
+    "non_finite",
 )
 
 Status = Literal["ok", "fallback", "needs_review", "rejected"]
@@ -146,10 +151,15 @@ class Guard:
         model_label = str(predictions.predicted[index])
         label, reasons = self._resolve_label(model_label)
         scores = _scores(predictions, index)
+        finite = scores is None or all(math.isfinite(p) for p in scores.values())
+        if not finite:
+            scores = None
         score = None if scores is None or label not in scores else scores[label]
         truncated = bool(predictions.truncated[index]) if predictions.truncated is not None else False
-        if not text.strip():
-            outcomes = {"empty_text": "rejected" if self.rules.empty_text == "reject" else "fallback"}
+        if is_empty_text(text):
+            outcomes: dict[str, Status] = {"empty_text": "rejected" if self.rules.empty_text == "reject" else "fallback"}
+        elif not finite:
+            outcomes = {"non_finite": "rejected"}
         else:
             outcomes = {reason: self._outcome(reason) for reason in reasons}
             outcomes |= {reason: self._outcome(reason) for reason in self._confidence_reasons(text, score)}

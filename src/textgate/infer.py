@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textgate.errors import DataError
+from textgate.errors import ConfigError, DataError
 from textgate.hardware import detect_hardware
 from textgate.latency import BatchTimings
 from textgate.model import Classifier, library_versions
@@ -76,8 +76,6 @@ def predict_interleaved(
     machine (another process, thermal throttling) lands on every classifier alike and their
     latencies can be compared. Each result is exactly what :func:`predict` would return.
     """
-    if token_budget < 1:
-        raise ValueError(f"token_budget must be a positive number of tokens; got {token_budget}.")
     runs = [_Run(classifier, texts, token_budget) for classifier in classifiers]
     if len(runs) > 1:
         # Without this the first classifier's first (widest) batch would also pay one-time
@@ -141,6 +139,9 @@ class _Run:
 
     def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int, *,
                  groups: Sequence[int] | np.ndarray | None = None):
+        if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
+            raise ConfigError(f"token_budget must be a whole number of tokens >= 1; got {token_budget!r}. "
+                              f"The default is {DEFAULT_TOKEN_BUDGET}.", field="token_budget")
         started = time.perf_counter()
         self.classifier, self.texts, self.token_budget = classifier, texts, token_budget
         self.encoded, self.lengths, self.truncated = _encode(classifier, texts)

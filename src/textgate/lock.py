@@ -5,8 +5,10 @@ A lock (TOML, ``lock_version = 1``) records, for one ModelSpec:
 
 - ``[model]``: the spec as used (paths relative to the lock file), how MODEL was read and the
   resolved Hub commit;
-- ``[files]``: sha256 of every model, adapter, tokenizer (and calibration) file, the same set of
-  files the model fingerprint hashes (``textgate.model.model_files``);
+- ``[files]``: sha256 of every file in the model and adapter folders (weights, config,
+  tokenizer files, remote code...) but a short documented list that loading never reads, the
+  same files the model fingerprint hashes (``textgate.model.model_files``), and the
+  calibration file;
 - ``[tokenizer]``: class, lower-casing, padding/truncation sides, ``model_max_length``, special
   tokens and the token ids of a fixed probe set (:data:`PROBES`);
 - ``[labels]``: ``id2label`` as config.json has it, the spec's ``label_map`` and the label names;
@@ -41,17 +43,18 @@ from textgate.errors import ConfigError, DataError, ModelLoadError
 from textgate.model import (
     ModelSource,
     ModelSpec,
-    _effective_max_length,
-    _file_sha256,
-    _read_json,
+    effective_max_length,
+    file_sha256,
     identify_model,
     library_versions,
     load_classifier,
     load_model_spec,
     model_files,
     model_spec_from_table,
+    read_json,
     resolve_source,
 )
+from textgate.outputs import write_text_atomic
 
 __all__ = [
     "CANARY_DECIMALS",
@@ -216,8 +219,7 @@ def write_lock(lock: Lock, path: Path | str) -> Path:
     path = Path(path)
     header = ("# textgate lock: written by `textgate lock`, checked by `textgate verify`. Do not edit;\n"
               "# re-create it when a change is intended. Format: docs/lock.md.\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + dump_toml(lock.model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    write_text_atomic(path, header + dump_toml(lock.model_dump(mode="json", exclude_none=True)))
     return path
 
 
@@ -316,7 +318,7 @@ class _License:
 def _observe_static(spec: ModelSpec, source: ModelSource) -> _Static:
     """Hashes, labels and licenses of ``spec``'s files in ``source`` (its ``resolve_source``)."""
     paths = _locked_paths(spec, model_files(source.path, _adapter_folder(spec)))
-    files = {key: _file_sha256(path) for key, path in paths.items()}
+    files = {key: file_sha256(path) for key, path in paths.items()}
     try:
         labels, labels_error = _labels_section(spec, source.path), None
     except ModelLoadError as exc:
@@ -339,7 +341,7 @@ def _locked_paths(spec: ModelSpec, files: Sequence[tuple[str, Path]]) -> dict[st
 
 def _labels_section(spec: ModelSpec, model_folder: Path) -> LockedLabels:
     """Read from config.json without transformers, so a LABEL_k config is reported, not fatal."""
-    raw = _read_json(model_folder / "config.json")
+    raw = read_json(model_folder / "config.json")
     id2label = {str(k): str(v) for k, v in sorted((raw.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))}
     label_map = {str(k): v for k, v in sorted(spec.label_map.items())} if spec.label_map else None
     names = list((label_map or id2label).values())
@@ -409,7 +411,7 @@ def _relative(path: Path, base: Path) -> str:
 
 def _tokenizer_section(classifier: Any) -> dict[str, Any]:
     tokenizer = classifier.tokenizer
-    model_limit = _effective_max_length(classifier.spec.model_copy(update={"max_length": None}),
+    model_limit = effective_max_length(classifier.spec.model_copy(update={"max_length": None}),
                                         tokenizer, classifier.model.config)
     special = dict(sorted(tokenizer.special_tokens_map.items()))
     return {
@@ -494,7 +496,7 @@ def enforce_lock(spec: ModelSpec, files: Sequence[tuple[str, Path]]) -> None:
     lock_path = Path(spec.lock)
     lock = read_lock(lock_path)
     paths = _locked_paths(spec, files)
-    changes = _diff_files(lock.files, {key: _file_sha256(path) for key, path in paths.items()})
+    changes = _diff_files(lock.files, {key: file_sha256(path) for key, path in paths.items()})
     if not changes:
         return
     first = changes[0]
@@ -890,7 +892,7 @@ def pull_model(
     spec_path = dest / "model.toml"
     origin_note = f"# Pulled by `textgate pull` from {spec.model}" + (
         f" at commit {source.revision}" if source.revision else "") + ".\n"
-    spec_path.write_text(origin_note + dump_toml(table), encoding="utf-8")
+    write_text_atomic(spec_path, origin_note + dump_toml(table))
     pulled = load_model_spec(spec_path)
     paths = _checked_copies(spec, source.path, pulled)
     lock = build_lock(pulled, lock_dir=dest, canary_path=canary_path, text_col=text_col,
@@ -899,7 +901,7 @@ def pull_model(
                       progress=progress, say=say)
     lock = lock.model_copy(update={"model": lock.model.model_copy(update={"resolved_revision": source.revision})})
     lock_path = write_lock(lock, dest / "textgate.lock")
-    spec_path.write_text(origin_note + dump_toml({**table, "lock": "textgate.lock"}), encoding="utf-8")
+    write_text_atomic(spec_path, origin_note + dump_toml({**table, "lock": "textgate.lock"}))
     return PullResult(dest, spec_path, lock_path, len(paths), sum(p.stat().st_size for p in paths.values()))
 
 
@@ -907,8 +909,8 @@ def _checked_copies(spec: ModelSpec, source_folder: Path, pulled: ModelSpec) -> 
     """The pulled copies of the locked files, after checking them byte for byte against the source."""
     original = _locked_paths(spec, model_files(source_folder, _adapter_folder(spec)))
     copied = _locked_paths(pulled, model_files(Path(pulled.model), _adapter_folder(pulled)))
-    changes = _diff_files({k: _file_sha256(p) for k, p in original.items()},
-                          {k: _file_sha256(p) for k, p in copied.items()})
+    changes = _diff_files({k: file_sha256(p) for k, p in original.items()},
+                          {k: file_sha256(p) for k, p in copied.items()})
     if changes:
         raise ModelLoadError(f"The copy in {Path(pulled.model).parent} differs from the source: "
                              f"{changes[0].key} {changes[0].note}. Check the disk and pull again.",

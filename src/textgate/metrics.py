@@ -38,6 +38,7 @@ __all__ = [
     "ReliabilityBin",
     "SliceMetrics",
     "calibration_metrics",
+    "check_probabilities",
     "classification_metrics",
     "invalid_labels",
     "latency_metrics",
@@ -284,7 +285,8 @@ def _check_class_id_values(ids: np.ndarray, k: int, *, columns: str) -> None:
                         f"the {columns} have a column for every class.", field="labels", row=int(bad[0]))
 
 
-def _check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
+def check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
+    """``probabilities`` as an (n, k) float64 array; DataError unless finite, >= 0, rows summing to 1."""
     p = np.asarray(probabilities, dtype=np.float64)
     if p.shape != (n, k):
         raise DataError(f"probabilities must have shape (N, K) = ({n}, {k}): one row per example, "
@@ -418,7 +420,7 @@ def calibration_metrics(
         raise ConfigError(f"n_bins must be an integer >= 1; got {n_bins!r}. The usual value is "
                           f"{DEFAULT_N_BINS}.", field="n_bins")
     true_codes = _encode_true(y_true, names)
-    p = _check_probabilities(probabilities, true_codes.size, len(names))
+    p = check_probabilities(probabilities, true_codes.size, len(names))
     return _calibration(true_codes, p, int(n_bins))
 
 

@@ -11,7 +11,11 @@ the CLI prints which one was used):
    huggingface_hub, with the resolved commit recorded.
 
 Loading is safe by default: safetensors weights only (pickle files can run arbitrary code),
-no remote code, and no silently random classification head or ``LABEL_k`` label names.
+no remote code, and no silently random classification head or ``LABEL_k`` label names; a
+``label_map`` names one class per head output and renames none of config.json's names (unless
+``override_id2label``), and every token id the tokenizer can produce fits the embeddings.
+The fingerprint covers every file in the model and adapter folders that loading may read
+(``model_files``; docs/model-spec.md lists the ModelSpec keys and checks).
 This is the only module that imports ``transformers`` and ``peft``.
 """
 
@@ -22,15 +26,16 @@ import functools
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError, ModelLoadError
@@ -43,21 +48,33 @@ __all__ = [
     "ModelIdentity",
     "ModelSource",
     "ModelSpec",
-    "load_classifier",
+    "effective_max_length",
+    "file_sha256",
     "identify_model",
+    "is_pinned_file",
     "library_versions",
+    "load_classifier",
     "load_model_spec",
     "mc_dropout_mode",
     "model_files",
     "model_label_names",
     "model_spec_from_table",
+    "read_json",
     "resolve_model_argument",
     "resolve_source",
 ]
 
 PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "adapter_model.bin", "model.pt", "model.pth", "model.ckpt")
-# Files whose bytes decide a model's outputs; hashed into the fingerprint.
-FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".bin")
+# What a lock pins and the fingerprint hashes (``model_files``): every regular file under the
+# model and adapter folders, recursively (remote code imports its neighbours; tokenizers read
+# vocab, merges, .tiktoken, .jinja... files of many names), except these, which loading never
+# reads: hidden files and folders (.git, .cache, .gitattributes), files and folders named in
+# UNPINNED_NAMES (bytecode, model cards, the adapter's training record), lock files (a lock in
+# the folder cannot pin itself), textgate's own TOML files (transformers reads none; a ModelSpec
+# kept in its model folder must be able to gain a `lock =` line) and weights for other runtimes
+# (a Hub snapshot may hold them from other downloads). docs/lock.md lists them.
+UNPINNED_NAMES = frozenset({"README.md", "training.json", "__pycache__"})
+UNPINNED_SUFFIXES = (".lock", ".toml", ".onnx", ".onnx_data", ".h5", ".msgpack", ".ot", ".tflite", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -73,12 +90,14 @@ class ModelSpec(BaseModel):
     revision: str | None = Field(None, description="Hub branch, tag or commit (Hub ids only)")
     adapter: str | None = Field(None, description="PEFT adapter folder applied on top of model")
     dtype: Literal["float32", "bfloat16"] = "float32"
-    max_length: int | None = Field(None, ge=1, description="token limit; default: the model's")
+    max_length: StrictInt | None = Field(None, ge=1, description="token limit; default: the model's")
     padding: Literal["longest", "max_length"] = "longest"
-    truncation: bool = True
+    truncation: StrictBool = True
     label_map: dict[int, str] | None = Field(None, description="class id -> label name")
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
+    override_id2label: StrictBool = Field(
+        False, description="let label_map rename classes that config.json's id2label already names")
+    allow_pickle: StrictBool = False
+    trust_remote_code: StrictBool = False
     calibration: str | None = Field(
         None, description="calibration TOML written by `textgate calibrate` (temperature applied to logits)")
     lock: str | None = Field(None, description="textgate.lock file; loading refuses files whose hashes differ")
@@ -231,10 +250,9 @@ def _hub_snapshot(repo_id: str, revision: str | None, *, allow_pickle: bool) -> 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    # Only what a classifier needs: no ONNX/TF/Flax copies, and pickle only when allowed.
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"] + (["*.bin"] if allow_pickle else [])
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+        folder = Path(snapshot_download(repo_id, revision=revision,
+                                        ignore_patterns=_hub_ignore_patterns(allow_pickle)))
     except LocalEntryNotFoundError as exc:
         raise ModelLoadError(
             f"Hub model {repo_id!r} (revision {revision or 'main'}) is not in the local cache and "
@@ -246,6 +264,15 @@ def _hub_snapshot(repo_id: str, revision: str | None, *, allow_pickle: bool) -> 
         raise ModelLoadError(f"Hub model {repo_id!r}: {exc}", path=repo_id) from exc
     # The snapshot folder is named after the commit the revision resolved to.
     return ModelSource("hub", folder, revision=folder.name)
+
+
+def _hub_ignore_patterns(allow_pickle: bool) -> list[str]:
+    """Every file a lock would pin is fetched (the loader may read any of them); not the
+    unpinned ones, and pickle files only when allowed."""
+    names = [".*", *UNPINNED_NAMES]  # fnmatch: "*" also matches "/"
+    patterns = [pattern for name in names for pattern in (name, f"*/{name}", f"{name}/*", f"*/{name}/*")]
+    patterns += [f"*{suffix}" for suffix in UNPINNED_SUFFIXES]
+    return patterns + ([] if allow_pickle else sorted({f"*{Path(name).suffix}" for name in PICKLE_WEIGHT_NAMES}))
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -288,7 +315,7 @@ def identify_model(spec: ModelSpec, *, source: ModelSource | None = None) -> Mod
 def model_label_names(identity: ModelIdentity) -> tuple[str, ...]:
     """The label names the model will output (config.json + label_map), without importing
     transformers or loading weights; the same rules as loading (no LABEL_k names)."""
-    raw = _read_json(identity.source.path / "config.json")
+    raw = read_json(identity.source.path / "config.json")
     config = SimpleNamespace(id2label={int(k): v for k, v in (raw.get("id2label") or {}).items()})
     _apply_label_map(config, identity.spec, identity.source.path)
     return tuple(config.id2label[i] for i in sorted(config.id2label))
@@ -299,11 +326,13 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
     identity = spec if isinstance(spec, ModelIdentity) else identify_model(spec)
     spec, source = identity.spec, identity.source
     config = _load_config(source.path, spec)
+    _check_head_size(config, spec, source.path, identity.adapter_path)
     model = _load_weights(source.path, config, spec, has_adapter=identity.adapter_path is not None)
     if identity.adapter_path is not None:
         model = _apply_adapter(model, identity.adapter_path, spec)
     model.eval()
     tokenizer = _load_tokenizer(source.path, spec)
+    _check_token_ids(tokenizer, model, source.path)
     label_names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
     temperature = 1.0
     if identity.calibration is not None:
@@ -317,7 +346,7 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
         model=model,
         tokenizer=tokenizer,
         label_names=label_names,
-        max_length=_effective_max_length(spec, tokenizer, model.config),
+        max_length=effective_max_length(spec, tokenizer, model.config),
         fingerprint=identity.fingerprint,
         weights_sha256=identity.weights_sha256,
         temperature=temperature,
@@ -358,11 +387,7 @@ def _check_safetensors_header(path: Path) -> None:
     catches truncated and garbled files without importing torch or reading the weights."""
     size = path.stat().st_size
     try:
-        with path.open("rb") as handle:
-            header_length = int.from_bytes(handle.read(8), "little")
-            if not 2 <= header_length <= size - 8:
-                raise ValueError(f"header length {header_length} does not fit a {size}-byte file")
-            header = json.loads(handle.read(header_length))
+        header_length, header = _read_safetensors_header(path, size)
         ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
         if not ends:
             raise ValueError("it holds no tensors")
@@ -373,6 +398,22 @@ def _check_safetensors_header(path: Path) -> None:
             f"Weights file {path} is corrupt or truncated ({exc}). Re-download or re-export it.",
             path=path,
         ) from exc
+
+
+def _read_safetensors_header(path: Path, size: int) -> tuple[int, dict[str, Any]]:
+    with path.open("rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        if not 2 <= header_length <= size - 8:
+            raise ValueError(f"header length {header_length} does not fit a {size}-byte file")
+        header = json.loads(handle.read(header_length))
+    if not isinstance(header, dict):
+        raise TypeError("its header is not a JSON object")
+    return header_length, header
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The header of a file ``_check_safetensors_header`` accepted."""
+    return _read_safetensors_header(path, path.stat().st_size)[1]
 
 
 def _check_adapter_folder(spec: ModelSpec) -> Path:
@@ -390,7 +431,7 @@ def _check_adapter_folder(spec: ModelSpec) -> Path:
 def _load_config(folder: Path, spec: ModelSpec) -> Any:
     from transformers import AutoConfig
 
-    raw = _read_json(folder / "config.json")
+    raw = read_json(folder / "config.json")
     if raw.get("auto_map") and not spec.trust_remote_code:
         raise ModelLoadError(
             f"{folder / 'config.json'} asks for custom model code (auto_map), which would run code "
@@ -406,7 +447,8 @@ def _load_config(folder: Path, spec: ModelSpec) -> Any:
     return config
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file; invalid JSON is a ModelLoadError naming the file."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -420,6 +462,8 @@ def _apply_label_map(config: Any, spec: ModelSpec, folder: Path) -> None:
         if ids != list(range(len(ids))):
             raise ConfigError(f"label_map keys must be the class ids 0..K-1; got {ids}.",
                               field="label_map")
+        if not spec.override_id2label:
+            _check_label_map_agrees(getattr(config, "id2label", None) or {}, spec.label_map, folder)
         config.id2label = {i: spec.label_map[i] for i in ids}
         config.label2id = {name: i for i, name in config.id2label.items()}
         config.num_labels = len(ids)
@@ -432,6 +476,66 @@ def _apply_label_map(config: Any, spec: ModelSpec, folder: Path) -> None:
             "add a [label_map] table (0 = \"negative\", ...) to the ModelSpec.",
             path=folder,
         )
+
+
+def _check_label_map_agrees(id2label: dict[int, str], label_map: dict[int, str], folder: Path) -> None:
+    """A label_map may name classes config.json leaves as LABEL_k, not rename named ones."""
+    named = {int(i): str(name) for i, name in id2label.items() if not _DEFAULT_LABEL.match(str(name))}
+    clashes = [i for i in sorted(named) if i in label_map and label_map[i] != named[i]]
+    if not clashes:
+        return
+    first, others = clashes[0], len(clashes) - 1
+    more = f" (and {others} more class{'es' if others > 1 else ''})" if others else ""
+    raise ConfigError(
+        f"label_map contradicts id2label in {folder / 'config.json'}: class {first} is {named[first]!r} "
+        f"there but {label_map[first]!r} in label_map{more}; config.json id2label {_names(named)}, "
+        f"label_map {_names(label_map)}. Remove label_map to use the model's names, or set "
+        "override_id2label = true in the ModelSpec if config.json's names are wrong.",
+        field="label_map",
+    )
+
+
+def _names(mapping: dict[int, str]) -> str:
+    return "{" + ", ".join(f"{i}: {mapping[i]!r}" for i in sorted(mapping)) + "}"
+
+
+# The classification head's output layer (shape [classes, hidden]) in common architectures.
+_HEAD_OUTPUT_WEIGHTS = ("classifier.weight", "classifier.out_proj.weight", "classification_head.out_proj.weight",
+                        "score.weight", "logits_proj.weight")
+
+
+def _check_head_size(config: Any, spec: ModelSpec, model_folder: Path, adapter: Path | None) -> None:
+    """One label name per output of the classification head (the adapter's head, if it
+    carries one, else the model's), read from the safetensors headers before loading."""
+    found = (_head_outputs(adapter) if adapter is not None else None) or _head_outputs(model_folder)
+    names = len(config.id2label)
+    if found is None or found[0] == names:
+        return
+    outputs, where = found
+    if spec.label_map is not None:
+        raise ConfigError(
+            f"label_map has {names} names but the classification head has {outputs} outputs ({where}); "
+            f"give label_map one name per output, class ids 0..{outputs - 1}.",
+            field="label_map",
+        )
+    raise ModelLoadError(
+        f"{model_folder / 'config.json'} id2label has {names} names but the classification head has "
+        f"{outputs} outputs ({where}); fix id2label in config.json, or add a [label_map] table with "
+        f"one name per output (0..{outputs - 1}) to the ModelSpec.",
+        path=model_folder,
+    )
+
+
+def _head_outputs(folder: Path) -> tuple[int, str] | None:
+    """(outputs, where) of the classification head in ``folder``'s safetensors files; None when
+    they hold none (a bare encoder, pickle weights, an architecture with another head name)."""
+    for weights in sorted(folder.glob("*.safetensors")):
+        for key, entry in _safetensors_header(weights).items():
+            shape = entry.get("shape") if isinstance(entry, dict) else None
+            if (any(key == name or key.endswith(f".{name}") for name in _HEAD_OUTPUT_WEIGHTS)
+                    and isinstance(shape, list) and len(shape) == 2):
+                return int(shape[0]), f"{weights} has {key} of shape {shape}"
+    return None
 
 
 def _load_weights(folder: Path, config: Any, spec: ModelSpec, *, has_adapter: bool) -> Any:
@@ -470,7 +574,7 @@ def _is_head_key(key: str) -> bool:
 def _apply_adapter(model: Any, adapter: Path, spec: ModelSpec) -> Any:
     from peft import PeftModel
 
-    base_named = _read_json(adapter / "adapter_config.json").get("base_model_name_or_path")
+    base_named = read_json(adapter / "adapter_config.json").get("base_model_name_or_path")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -516,7 +620,54 @@ def _load_tokenizer(folder: Path, spec: ModelSpec) -> Any:
     return tokenizer
 
 
-def _effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
+def _check_token_ids(tokenizer: Any, model: Any, folder: Path) -> None:
+    """Every id the tokenizer can produce must index a row of the input embeddings (else
+    inference fails with an IndexError on the first text that contains the token)."""
+    rows = _embedding_rows(model)
+    vocab = tokenizer.get_vocab()  # with the added tokens
+    beyond = sorted((i, token) for token, i in vocab.items() if i >= rows)
+    if not beyond:
+        return
+    top, token = beyond[-1]
+    origin = _token_origin(folder, token)
+    more = f" ({len(beyond)} tokens have ids >= {rows})" if len(beyond) > 1 else ""
+    raise ModelLoadError(
+        f"{origin} in {folder} gives token {token!r} id {top}, beyond the model's vocabulary: its input "
+        f"embeddings have {rows} rows (config.json vocab_size {getattr(model.config, 'vocab_size', '?')}), so "
+        f"ids must be below {rows}{more}. The tokenizer files do not match the weights: restore the "
+        "tokenizer saved with this model, or resize the embeddings (resize_token_embeddings) and save "
+        "model and tokenizer again.",
+        path=folder / origin if (folder / origin).is_file() else folder,
+    )
+
+
+def _embedding_rows(model: Any) -> int:
+    try:
+        return int(model.get_input_embeddings().num_embeddings)
+    except (AttributeError, NotImplementedError):
+        return int(model.config.vocab_size)
+
+
+def _token_origin(folder: Path, token: str) -> str:
+    """The tokenizer file that declares ``token``: an added-token list, else the vocabulary."""
+    for name in ("added_tokens.json", "tokenizer_config.json", "tokenizer.json"):
+        if (folder / name).is_file() and token in _added_tokens(name, read_json(folder / name)):
+            return name
+    return next((name for name in TOKENIZER_FILES if (folder / name).is_file()), "the tokenizer")
+
+
+def _added_tokens(name: str, table: dict[str, Any]) -> list[str]:
+    """The added tokens a tokenizer file lists (added_tokens.json: token -> id)."""
+    if name == "added_tokens.json":
+        return [str(token) for token in table]
+    entries = (table.get("added_tokens_decoder") or {}).values() if name == "tokenizer_config.json" \
+        else table.get("added_tokens") or ()
+    return [str(entry.get("content")) for entry in entries if isinstance(entry, dict)]
+
+
+def effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
+    """The token limit inference uses: ``spec.max_length``, else min(the tokenizer's
+    ``model_max_length``, the model's position embeddings)."""
     positions = getattr(config, "max_position_embeddings", None) or 512
     limit = min(int(tokenizer.model_max_length), positions) if tokenizer.model_max_length else positions
     if spec.max_length is None:
@@ -533,24 +684,43 @@ def _files_digest(files: Sequence[tuple[str, Path]]) -> str:
     digest = hashlib.sha256()
     for key, path in files:
         digest.update(f"{key}\0".encode())
-        digest.update(_file_sha256(path).encode())
+        digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
 
 def model_files(model_folder: Path, adapter_folder: Path | None) -> list[tuple[str, Path]]:
-    """Every file that decides outputs, as ("model/config.json", path) pairs in a fixed order:
-    what the fingerprint hashes and a lock pins."""
+    """Every file that can decide outputs, as ("model/config.json", path) pairs in a fixed
+    order: what the fingerprint hashes and a lock pins (``is_pinned_file``)."""
     files = []
     for label, folder in (("model", model_folder), ("adapter", adapter_folder)):
-        if folder is None:
-            continue
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix in FINGERPRINT_SUFFIXES and path.name != "training.json":
-                files.append((f"{label}/{path.relative_to(folder).as_posix()}", path))
+        if folder is not None:
+            files += [(f"{label}/{path.relative_to(folder).as_posix()}", path) for path in _pinned_files(folder)]
     return files
 
 
-def _file_sha256(path: Path) -> str:
+def is_pinned_file(relative: PurePath) -> bool:
+    """Whether the file at ``relative`` (a path inside a model or adapter folder) is pinned: all
+    are, except hidden ones, those in or under ``UNPINNED_NAMES``, and ``UNPINNED_SUFFIXES``."""
+    return not (any(_unpinned_name(part) for part in relative.parts) or relative.name.endswith(UNPINNED_SUFFIXES))
+
+
+def _unpinned_name(name: str) -> bool:
+    return name.startswith(".") or name in UNPINNED_NAMES
+
+
+def _pinned_files(folder: Path) -> list[Path]:
+    """The pinned regular files under ``folder`` (symbolic links to files count; links to
+    folders are not followed), sorted; unpinned folders are not walked (.git can be large)."""
+    found = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not _unpinned_name(name)]
+        relative = Path(root).relative_to(folder)
+        found += [Path(root, name) for name in names if is_pinned_file(relative / name)]
+    return sorted(path for path in found if path.is_file())
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), hashed once per process while its size and mtime stay the same."""
     stat = path.stat()
     return _file_sha256_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
@@ -570,7 +740,8 @@ def _fingerprint(weights_sha: str, spec: ModelSpec, *, temperature: float | None
     calibration file its ``temperature`` changes outputs; the file's path does not. Without
     ``temperature``: the fingerprint of the model without calibration."""
     settings = spec.settings()
-    for location in ("model", "adapter", "revision", "lock", "calibration"):
+    # Not outputs: where the files are, and override_id2label (label_map's names are in it).
+    for location in ("model", "adapter", "revision", "lock", "calibration", "override_id2label"):
         settings.pop(location)
     if temperature is not None:
         settings["temperature"] = temperature

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from textgate.errors import DataError
+from textgate.outputs import atomic_path
 
 __all__ = [
     "PREDICTIONS_SCHEMA_VERSION",
@@ -111,8 +112,8 @@ def save_predictions(predictions: Predictions, path: Path | str) -> Path:
         "batch_sizes": [int(s) for s in predictions.batch_sizes],
     }
     table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: json.dumps(metadata).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    with atomic_path(path) as partial:
+        pq.write_table(table, partial)
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from textgate.evaluation import EvalReport, accuracy_ci95
 from textgate.hardware import hardware_line
+from textgate.outputs import write_text_atomic
 
 __all__ = ["Table", "eval_tables", "markdown_table", "render_markdown", "render_terminal", "write_eval_reports"]
 
@@ -202,6 +203,6 @@ def write_eval_reports(report: EvalReport, out_dir: Path) -> tuple[Path, Path]:
     """Write report.json and report.md into ``out_dir`` and return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(json_path, json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path

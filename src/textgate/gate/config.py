@@ -29,7 +29,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError
@@ -60,12 +69,14 @@ class SideConfig(_Strict):
     revision: str | None = None
     adapter: str | None = None
     dtype: Literal["float32", "bfloat16"] | None = None
-    max_length: int | None = Field(None, ge=1)
+    # The ModelSpec keys, as strict as ModelSpec's (truncation = "yes" is an error, not true).
+    max_length: StrictInt | None = Field(None, ge=1)
     padding: Literal["longest", "max_length"] | None = None
-    truncation: bool | None = None
+    truncation: StrictBool | None = None
     label_map: dict[int, str] | None = None
-    allow_pickle: bool | None = None
-    trust_remote_code: bool | None = None
+    override_id2label: StrictBool | None = None
+    allow_pickle: StrictBool | None = None
+    trust_remote_code: StrictBool | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> SideConfig:

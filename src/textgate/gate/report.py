@@ -11,6 +11,7 @@ from typing import Any
 
 from textgate.gate.run import GateRun
 from textgate.hardware import hardware_line
+from textgate.outputs import write_text_atomic
 
 __all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
 
@@ -191,9 +192,9 @@ def write_gate_reports(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]
-    paths[0].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths[1].write_text(render_gate_markdown(report), encoding="utf-8")
-    paths[2].write_text(render_gate_html(report), encoding="utf-8")
+    write_text_atomic(paths[0], json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(paths[1], render_gate_markdown(report))
+    write_text_atomic(paths[2], render_gate_html(report))
     return paths
 
 

@@ -7,10 +7,16 @@
     GET  /metrics       Prometheus text format (see textgate.serve.metrics)
     GET  /openapi.json  the schema of all of the above
 
-Every prediction goes through the Guard and is logged (SHA-256 of the text; the text itself
-only with ``log_text``). Limits answer 4xx, never 5xx: body size 413, too many texts or
-characters 422 (naming the field and the limit), bad JSON/types/UTF-8 400/422, a full queue
-503 with Retry-After, a request over ``request_timeout_s`` 504. Server logs never hold raw text.
+Every prediction goes through the Guard and is logged (a keyed HMAC-SHA256 of the text; the
+text itself only with ``log_text``). The API key is checked first, before the body is read, so
+an unauthenticated caller gets 401 whatever it sends. Limits answer 4xx, never 5xx: body size
+413, a body slower than ``body_timeout_s`` 408 (and the connection is closed), too many texts
+or characters 422 (naming the field and the limit), bad JSON/types/UTF-8 400/422. Every 503 and
+504 carries Retry-After: a full queue 503, a request over ``request_timeout_s`` 504, and under
+``log_ack = "committed"`` a prediction whose log rows are not durable by the request's deadline
+(database locked past ``log_retry_s``, queue full, store error) 503 — never a 200 that the log
+does not hold. Such a 503 may still be logged later: retry with the same X-Request-ID. Server
+logs never hold raw text; ``/v1/model`` shows file names, not the server's absolute paths.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import re
 import time
 import uuid
 from contextlib import asynccontextmanager
+from pathlib import PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -58,6 +65,9 @@ LOG_MAX_QUEUE = 20_000
 LOG_MAX_BATCH = 512
 LOG_FLUSH_INTERVAL_S = 0.0
 RETRY_AFTER_S = "1"
+AUTH_FAILED = "Missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+# Paths whose requests need an API key (when keys are configured); checked before the body is read.
+_PROTECTED_PREFIX = "/v1/"
 # A client's X-Request-ID is kept only if it is short and plain (it lands in logs and headers).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -142,19 +152,20 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
     api_keys = tuple(key.encode() for key in config.resolved_api_keys())
     reference = reference_shares(config.drift, classifier.label_names)
     owns_store = store is None and bool(config.log_url)
-    writer = None
-    if owns_store:
-        from textgate.serve.store import open_store
+    writer = hash_key = None
+    if store is not None or owns_store:
+        from textgate.serve.store import LogWriter, log_hash_key, open_store
 
-        store = open_store(config.log_url)
-    if store is not None:
-        from textgate.serve.store import LogWriter
-
+        hash_key = log_hash_key(config.log_url if owns_store else store.engine.url.render_as_string(),
+                                key=config.log_hash_key, key_file=config.log_hash_key_file)
+        if owns_store:
+            store = open_store(config.log_url)
         writer = LogWriter(store, max_queue=LOG_MAX_QUEUE, max_batch=LOG_MAX_BATCH,
-                           flush_interval_s=LOG_FLUSH_INTERVAL_S)
+                           flush_interval_s=LOG_FLUSH_INTERVAL_S, retry_s=config.log_retry_s)
     window = config.drift.window
     metrics = ServeMetrics(
-        model_name=classifier.spec.model, fingerprint=classifier.fingerprint, revision=classifier.source.revision,
+        model_name=_public_name(classifier.spec.model), fingerprint=classifier.fingerprint,
+        revision=classifier.source.revision,
         drift=LabelDrift(reference, window=window) if reference else None,
         shadow=ShadowTracker(classifier.label_names, window=window) if shadow is not None else None,
         log_writer=writer,
@@ -170,7 +181,7 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
                       gather_ms=config.gather_ms, gather_texts=config.gather_texts,
                       shadow=shadow, on_batch=metrics.observe_batch, on_queue_depth=metrics.queue_depth.set,
                       on_shadow=metrics.observe_shadow, on_shadow_error=metrics.observe_shadow_error)
-    service = _Service(classifier, config, guard, batcher, metrics, writer, shadow=shadow)
+    service = _Service(classifier, config, guard, batcher, metrics, writer, shadow=shadow, hash_key=hash_key)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -182,18 +193,19 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
             service.ready = False
             warm_up.cancel()
             await batcher.close()
-            if writer is not None:
-                writer.close()
+            if writer is not None:  # drains the queue, retrying a busy database for up to log_retry_s
+                await asyncio.to_thread(writer.close)
             if owns_store:
                 store.close()
 
     app = FastAPI(title="textgate", version=_version(), lifespan=lifespan,
                   description="Guarded text classification with micro-batching, metrics and a prediction log.")
     app.state.service = service
-    app.add_middleware(_Edge, max_body_bytes=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(_Edge, max_body_bytes=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
+                       api_keys=api_keys, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     authorized = Depends(_auth_dependency(api_keys))
-    problems = {code: {"model": Problem} for code in (400, 401, 413, 422, 503, 504)}
+    problems = {code: {"model": Problem} for code in (400, 401, 408, 413, 422, 503, 504)}
 
     @app.post("/v1/classify", response_model=ClassifyResponse, response_model_exclude_unset=True,
               dependencies=[authorized], responses=problems, tags=["classify"])
@@ -216,7 +228,8 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
     async def readyz() -> Any:
         """Ready when the model is loaded and has run one warm-up batch."""
         if not service.ready:
-            return JSONResponse({"status": "starting" if not service.stopping else "stopping"}, status_code=503)
+            return JSONResponse({"status": "starting" if not service.stopping else "stopping"}, status_code=503,
+                                headers={"Retry-After": RETRY_AFTER_S})
         return {"status": "ready"}
 
     @app.get("/metrics", response_class=Response, tags=["ops"],
@@ -233,9 +246,9 @@ class _Service:
     """What the routes do, kept out of the route functions so they stay one line each."""
 
     def __init__(self, classifier: Classifier, config: ServeConfig, guard: Guard, batcher: Batcher,
-                 metrics: ServeMetrics, writer: Any, *, shadow: Classifier | None):
+                 metrics: ServeMetrics, writer: Any, *, shadow: Classifier | None, hash_key: bytes | None):
         self.classifier, self.config, self.guard, self.batcher = classifier, config, guard, batcher
-        self.metrics, self.writer, self.shadow = metrics, writer, shadow
+        self.metrics, self.writer, self.shadow, self.hash_key = metrics, writer, shadow, hash_key
         self.ready = self.stopping = False
         self.model_ref = _model_ref(classifier)
 
@@ -263,7 +276,8 @@ class _Service:
             raise HTTPException(503, str(exc), headers={"Retry-After": RETRY_AFTER_S}) from None
         except TimeoutError:
             raise HTTPException(504, f"The request took longer than request_timeout_s = "
-                                     f"{self.config.request_timeout_s} s; send fewer or shorter texts.") from None
+                                     f"{self.config.request_timeout_s} s; send fewer or shorter texts.",
+                                headers={"Retry-After": RETRY_AFTER_S}) from None
         except DataError as exc:  # truncation = false and a text too long for the model
             raise HTTPException(422, str(exc)) from None
         names = np.array(self.classifier.label_names, dtype=object)
@@ -303,7 +317,7 @@ class _Service:
                    request_id: str, deadline: float) -> str:
         if self.writer is None:
             return "disabled"
-        from textgate.serve.store import LogQueueFull, LogRecord, text_sha256
+        from textgate.serve.store import LogQueueFull, LogRecord, keyed_text_hash
 
         shadow_labels = None
         if shadow_future is not None:
@@ -316,24 +330,23 @@ class _Service:
         records = [
             LogRecord(time=now, request_id=request_id, item=g.index, model_fingerprint=self.classifier.fingerprint,
                       model_label=g.model_label, label=g.label, score=g.score, scores=g.scores, status=g.status,
-                      reasons=tuple(g.reasons), text_sha256=text_sha256(text),
+                      reasons=tuple(g.reasons), text_sha256=keyed_text_hash(text, self.hash_key),
                       text=text if self.config.log_text else None,
                       shadow_label=None if shadow_labels is None else shadow_labels[g.index])
             for g, text in zip(guarded, texts, strict=True)
         ]
         future = self.writer.submit(records)
-        if future.done() and isinstance(future.exception(), LogQueueFull):
-            return "dropped"
         if self.config.log_ack == "queued":
-            return "queued"
+            return "dropped" if future.done() and isinstance(future.exception(), LogQueueFull) else "queued"
         try:
             await asyncio.wait_for(asyncio.wrap_future(future), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            return "queued"  # still in the writer's queue; it will be committed or counted as failed
-        except LogQueueFull:
-            return "dropped"  # the writer closed before committing
-        except Exception:  # noqa: BLE001 - the store failed; counted in log_failed_total and logged by the writer
-            return "failed"
+        except TimeoutError:  # still queued or retrying: it may be committed later, or counted as failed
+            raise _not_logged(f"were not committed within request_timeout_s = {self.config.request_timeout_s} s "
+                              "(the database is busy or locked)") from None
+        except LogQueueFull as exc:
+            raise _not_logged(f"could not be queued ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - the store failed; counted in log_failed_total, logged by the writer
+            raise _not_logged(f"could not be written ({type(exc).__name__}; see the server log)") from None
         return "committed"
 
     def model_info(self, reference: dict[str, float] | None) -> dict[str, Any]:
@@ -341,17 +354,18 @@ class _Service:
         return {
             **self.model_ref,
             "labels": list(self.classifier.label_names),
-            "spec": self.classifier.spec.settings(),
-            "settings": self.classifier.settings(),
+            "spec": _public_paths(self.classifier.spec.settings()),
+            "settings": _public_paths(self.classifier.settings()),
             "guard": {**config.guard.model_dump(mode="json"), "allowed_labels": list(self.guard.allowed_labels)},
             "limits": {key: getattr(config, key) for key in (
                 "token_budget", "max_queue_texts", "max_texts_per_request", "max_chars_per_text",
-                "max_body_bytes", "request_timeout_s")},
+                "max_body_bytes", "request_timeout_s", "header_timeout_s", "body_timeout_s")},
             "inference": {"workers": self.batcher.workers, "torch_threads_per_worker": self.batcher.torch_threads,
                           "worker_cores": self.batcher.worker_cores, "gather_ms": config.gather_ms,
                           "gather_texts": config.gather_texts,
                           "forward": "packed (padding-free)" if self.batcher.packed else "padded"},
-            "logging": {"enabled": self.writer is not None, "log_text": config.log_text, "log_ack": config.log_ack},
+            "logging": {"enabled": self.writer is not None, "log_text": config.log_text, "log_ack": config.log_ack,
+                        "log_retry_s": config.log_retry_s, "text_hash": "hmac-sha256"},
             "drift_reference": reference,
             "shadow": None if self.shadow is None else _model_ref(self.shadow),
         }
@@ -359,7 +373,29 @@ class _Service:
 
 def _model_ref(classifier: Classifier) -> dict[str, Any]:
     return {"fingerprint": classifier.fingerprint, "revision": classifier.source.revision,
-            "name": classifier.spec.model}
+            "name": _public_name(classifier.spec.model)}
+
+
+def _public_name(value: str) -> str:
+    """A local absolute path as its last part (the folder or file name); anything else as is."""
+    path = PurePath(value)
+    return path.name if path.is_absolute() else value
+
+
+def _public_paths(value: Any) -> Any:
+    """``value`` with every absolute path string replaced by its name: the server's file layout
+    is not the caller's business."""
+    if isinstance(value, dict):
+        return {key: _public_paths(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_public_paths(item) for item in value]
+    return _public_name(value) if isinstance(value, str) else value
+
+
+def _not_logged(why: str) -> HTTPException:
+    return HTTPException(503, f"The predictions were not answered because their log rows {why}, and "
+                              "log_ack = 'committed' answers only logged predictions. Retry after "
+                              "Retry-After seconds with the same X-Request-ID.", headers={"Retry-After": RETRY_AFTER_S})
 
 
 def _result(g: GuardedPrediction, *, all_scores: bool) -> dict[str, Any]:
@@ -379,11 +415,24 @@ def _auth_dependency(keys: tuple[bytes, ...]):
         if not keys:
             return
         offered = x_api_key or (credentials.credentials if credentials is not None else None)
-        if not offered or not _key_matches(offered.encode("utf-8", "surrogateescape"), keys):
-            raise HTTPException(401, "Missing or invalid API key: send 'Authorization: Bearer <key>' or "
-                                     "'X-API-Key: <key>'.", headers={"WWW-Authenticate": "Bearer"})
+        if not _authorized(offered, keys):
+            raise HTTPException(401, AUTH_FAILED, headers={"WWW-Authenticate": "Bearer"})
 
     return require_key
+
+
+def _authorized(offered: str | None, keys: tuple[bytes, ...]) -> bool:
+    if not keys:
+        return True
+    if not offered:
+        return False
+    return _key_matches(offered.encode("utf-8", "surrogateescape"), keys)
+
+
+def _offered_key(headers: dict[str, str]) -> str | None:
+    """The key in X-API-Key or 'Authorization: Bearer <key>', read as FastAPI's security schemes do."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    return headers.get("x-api-key") or (credentials if scheme.lower() == "bearer" and credentials else None)
 
 
 def _key_matches(offered: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -411,13 +460,18 @@ def _version() -> str:
 
 
 class _Edge:
-    """Outermost ASGI layer: request id, body size limit, request metrics and access timing.
+    """Outermost ASGI layer: request id, API key, body size and time limits, request metrics
+    and access timing.
 
-    The body is read here, up to ``max_body_bytes`` (Content-Length is checked first, then the
-    bytes as they arrive, for chunked uploads), and replayed to the app."""
+    The API key of a ``/v1/`` request is checked before anything else (401 whatever the body).
+    The body is then read here, up to ``max_body_bytes`` (Content-Length is checked first, then
+    the bytes as they arrive, for chunked uploads) and within ``body_timeout_s`` (else 408 and
+    the connection is closed), and replayed to the app."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, metrics: ServeMetrics):
-        self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
+    def __init__(self, app: Any, *, max_body_bytes: int, body_timeout_s: float, api_keys: tuple[bytes, ...],
+                 metrics: ServeMetrics):
+        self.app, self.max_body_bytes, self.body_timeout_s = app, max_body_bytes, body_timeout_s
+        self.api_keys, self.metrics = api_keys, metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -437,6 +491,10 @@ class _Edge:
             await send(message)
 
         try:
+            if scope["path"].startswith(_PROTECTED_PREFIX) and not _authorized(_offered_key(headers), self.api_keys):
+                denied = JSONResponse({"detail": AUTH_FAILED}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await denied(scope, receive, send_with_id)
+                return
             if scope["method"] in _BODY_METHODS:
                 body = await self._read_body(headers, receive)
                 if isinstance(body, JSONResponse):
@@ -463,18 +521,28 @@ class _Edge:
                 return JSONResponse({"detail": "The Content-Length header is not a number."}, status_code=400)
             if int(declared) > limit:
                 return too_large
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                return await _receive_body(receive, limit, too_large)
+        except TimeoutError:
+            return JSONResponse({"detail": f"The request body did not arrive within body_timeout_s = "
+                                           f"{self.body_timeout_s} s; send it faster or make it smaller."},
+                                status_code=408, headers={"Connection": "close"})
+
+
+async def _receive_body(receive: Any, limit: int, too_large: JSONResponse) -> bytes | JSONResponse | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Any):

@@ -4,6 +4,11 @@
     port = 8000
     api_keys = ["..."]                 # plus TEXTGATE_API_KEYS (comma-separated), read at start-up
     log_url = "sqlite:///textgate-predictions.db"   # "" disables the prediction log
+    log_ack = "committed"              # 200 only once the log row is durable, else 503 + Retry-After
+    log_retry_s = 10                   # retry a busy/locked log database this long
+    log_hash_key_file = "log.key"      # secret of the keyed text hash (default: a file beside a SQLite log)
+    header_timeout_s = 10              # slow clients are disconnected
+    body_timeout_s = 30
 
     [guard]                            # textgate.guard.GuardRules
     min_confidence = 0.6
@@ -77,12 +82,28 @@ class ServeConfig(BaseModel):
     max_texts_per_request: int = Field(64, ge=1)
     max_chars_per_text: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1)
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, description="time from the end of the body to the answer; "
+                                     "beyond -> 504 with Retry-After (under log_ack = 'committed' a log row "
+                                     "not durable by then -> 503 with Retry-After)")
+    header_timeout_s: float = Field(10.0, gt=0, description="a client must send a request's headers within this "
+                                    "many seconds of connecting or of its first byte after a response; "
+                                    "else the connection is closed")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body must arrive within this many seconds "
+                                  "of its headers; else 408 and the connection is closed")
     api_keys: list[str] = Field(default_factory=list, description="accepted API keys; empty: no auth")
     api_keys_env: str = Field(DEFAULT_API_KEYS_ENV, description="environment variable with more keys, comma-separated")
     log_url: str = Field("sqlite:///textgate-predictions.db", description="prediction log; '' disables it")
-    log_text: bool = Field(False, description="store raw texts in the prediction log (else only SHA-256)")
-    log_ack: Literal["committed", "queued"] = "committed"
+    log_text: bool = Field(False, description="store raw texts in the prediction log (else only a keyed hash)")
+    log_ack: Literal["committed", "queued"] = Field(
+        "committed", description="committed: answer 200 only once the request's log rows are durable, else 503 "
+        "with Retry-After; queued: answer once they are queued (a crash may lose them)")
+    log_retry_s: float = Field(10.0, ge=0, le=3600, description="how long the log writer retries a busy or "
+                               "locked database (exponential backoff) before a batch fails")
+    log_hash_key: str | None = Field(None, min_length=16, description="secret of the log's keyed text hash "
+                                     "(HMAC-SHA256); prefer log_hash_key_file")
+    log_hash_key_file: str | None = Field(None, description="file holding that secret (relative to serve.toml); "
+                                          "default: <log database>.hashkey beside a SQLite log, created once "
+                                          "with mode 0600; required for PostgreSQL")
     guard: GuardRules = Field(default_factory=GuardRules)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
@@ -98,6 +119,13 @@ class ServeConfig(BaseModel):
         if self.max_texts_per_request > self.max_queue_texts:
             raise ValueError(f"max_texts_per_request ({self.max_texts_per_request}) must not exceed "
                              f"max_queue_texts ({self.max_queue_texts}): such a request could never be queued")
+        if self.log_hash_key is not None and self.log_hash_key_file is not None:
+            raise ValueError("give log_hash_key or log_hash_key_file, not both")
+        keyed = self.log_hash_key is not None or self.log_hash_key_file is not None
+        if self.log_url.startswith(("postgresql", "postgres")) and not keyed:
+            raise ValueError("a PostgreSQL log_url needs log_hash_key_file (a file with at least 16 random bytes, "
+                             "e.g. `openssl rand -hex 32 > textgate-log.key`), the secret of the log's keyed text "
+                             "hash, shared by every server writing to that log")
         return self
 
     def resolved_api_keys(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -108,13 +136,16 @@ class ServeConfig(BaseModel):
 
 
 def load_serve_config(path: Path | str) -> ServeConfig:
-    """Read ``serve.toml``; a relative drift reference path is relative to the file."""
+    """Read ``serve.toml``; relative drift reference and hash key file paths are relative to the file."""
     path = Path(path)
     config = validate_table(ServeConfig, read_toml(path, what="Serve config"), origin=path)
     reference = config.drift.reference
     if isinstance(reference, str) and not Path(reference).is_absolute():
         drift = config.drift.model_copy(update={"reference": str((path.parent / reference).resolve())})
         config = config.model_copy(update={"drift": drift})
+    key_file = config.log_hash_key_file
+    if key_file is not None and not Path(key_file).expanduser().is_absolute():
+        config = config.model_copy(update={"log_hash_key_file": str((path.parent / key_file).resolve())})
     return config
 
 

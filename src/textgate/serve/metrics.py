@@ -8,16 +8,21 @@ Names (all prefixed ``textgate_``):
     queue_depth                           gauge      texts waiting for the model
     inference_seconds                     histogram  wall time of a forward pass
     predictions_total{label}              counter    final (guarded) labels
-    confidence                            histogram  score of the final label
-    guard_failures_total{rule}            counter    guard reasons (low_confidence, empty_text, ...)
+    confidence                            histogram  score of the final label (finite scores only)
+    guard_failures_total{rule}            counter    guard reasons (low_confidence, empty_text, non_finite, ...)
     truncations_total                     counter    texts cut by truncation
     log_queue_depth, log_written_total,   from the prediction LogWriter, read at scrape time
-    log_dropped_total, log_failed_total
+    log_dropped_total, log_failed_total,
+    log_retries_total
     label_drift_psi                       gauge      PSI of the last `window` final labels vs the reference
     label_drift_chi2_pvalue               gauge      chi-squared goodness-of-fit p-value, same window
     label_drift_window_size               gauge      labels in the window
     model_info{fingerprint,revision,model} gauge     always 1
     shadow_*                              agreement/flip rates, label pairs and deltas, errors
+
+A NaN or infinite score (a broken model; the guard rejects it as ``non_finite``) is never
+added to ``confidence`` or the drift window, so their sums stay finite for good. The drift and
+shadow gauges read NaN only while their window is empty.
 
 The drift statistics are pure functions here (`population_stability_index`,
 `chi2_goodness_of_fit`, `chi2_sf`) so they can be tested against scipy without a server;
@@ -217,6 +222,8 @@ class _LogWriterCollector:
                                   value=self.writer.dropped)
         yield CounterMetricFamily(f"{PREFIX}_log_failed", "prediction log records whose write failed",
                                   value=self.writer.failed)
+        yield CounterMetricFamily(f"{PREFIX}_log_retries", "prediction log commits retried (database busy)",
+                                  value=self.writer.retries)
 
 
 class ServeMetrics:
@@ -292,11 +299,13 @@ class ServeMetrics:
 
     def observe_results(self, labels: Sequence[str | None], scores: Sequence[float], truncated: int,
                         reason_counts: Mapping[str, int]) -> None:
-        """``labels``: final labels, None where the guard gave none (rejected, needs_review)."""
+        """``labels``: final labels, None where the guard gave none (rejected, needs_review).
+        Non-finite ``scores`` are skipped: one NaN would make the confidence sum NaN for good."""
         for label, count in _Tally(labels).items():
             self.predictions.labels(label=NO_LABEL if label is None else label).inc(count)
         for score in scores:
-            self.confidence.observe(score)
+            if math.isfinite(score):
+                self.confidence.observe(score)
         if truncated:
             self.truncations.inc(truncated)
         for rule, count in reason_counts.items():

@@ -1,9 +1,16 @@
 """The prediction log: every prediction served, stored off the request path.
 
 One row per served item in one table, ``predictions``: time, request id, item index, model
-fingerprint, label, scores, guard verdict and the SHA-256 of the text (the raw text only when
+fingerprint, label, scores, guard verdict and a keyed hash of the text (the raw text only when
 the server runs with ``log_text = true``). SQLite in WAL mode is the embedded default;
 PostgreSQL is used when ``log_url`` says so.
+
+The ``text_sha256`` column holds HMAC-SHA256(key, UTF-8 text) in hex (``keyed_text_hash``), not
+a plain SHA-256: a short text cannot be found by hashing guesses without the key. The key comes
+from the serve config (``log_hash_key_file`` or ``log_hash_key``); without one, a SQLite log
+gets a random key in a file beside it (``predictions.db.hashkey``, mode 0600), created once and
+reused, and PostgreSQL needs one configured. ``log_hash_key`` loads the same key for any tool
+that joins its own texts with the log.
 
     PredictionStore   SQLAlchemy Core over the table: write_many / count / by_request / ...
     LogWriter         a background thread that drains a bounded queue in group commits
@@ -13,13 +20,20 @@ the records (counted in ``dropped``) and hands back a future already failed with
 ``LogQueueFull``. The future of an accepted submit completes once its records are committed,
 so a server that waits for it (``log_ack = "committed"``) has acknowledged only rows that
 survive SIGKILL of the server (SQLite ``synchronous=FULL``; PostgreSQL commits are durable).
+A busy or locked database (another connection's write lock, a PostgreSQL lock timeout,
+deadlock, serialization failure or dropped connection) is retried with exponential backoff for
+up to ``retry_s`` seconds before the batch fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
+import secrets
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -44,7 +58,11 @@ __all__ = [
     "LogRecord",
     "LogWriter",
     "PredictionStore",
+    "is_transient",
+    "keyed_text_hash",
+    "log_hash_key",
     "open_store",
+    "read_hash_key",
     "text_sha256",
 ]
 
@@ -54,13 +72,112 @@ TABLE = "predictions"
 # A connection attempt to an unreachable PostgreSQL host fails within this many seconds
 # instead of hanging server start-up (libpq waits forever by default).
 PG_CONNECT_TIMEOUT_S = 10
-# How long SQLite waits for another process's write lock (several server workers, one file).
-SQLITE_BUSY_TIMEOUT_S = 10.0
+# How long one SQLite write waits for another connection's write lock before it raises
+# "database is locked"; the LogWriter then retries with backoff for up to its retry_s.
+SQLITE_BUSY_TIMEOUT_S = 1.0
+# The same for a PostgreSQL lock held by another session (LOCK TABLE, ALTER TABLE, ...):
+# without it an INSERT would wait for the lock forever.
+PG_LOCK_TIMEOUT_MS = 1000
+# Retries of a busy database: the first wait, doubled after each attempt up to the cap.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 1.0
+# close() waits retry_s plus this long for the queue to drain.
+CLOSE_GRACE_S = 5.0
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # primary result codes
+# SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement cancelled
+# (statement_timeout), server shutting down or starting; class 08 (connection) as well.
+PG_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+# The key file created beside a SQLite log that has no configured key, and the shortest key.
+HASH_KEY_SUFFIX = ".hashkey"
+MIN_HASH_KEY_BYTES = 16
 
 
 def text_sha256(text: str) -> str:
-    """Hex SHA-256 of the UTF-8 text: what the log keeps when raw text is not logged."""
+    """Hex SHA-256 of the UTF-8 text (unkeyed; the log itself stores ``keyed_text_hash``)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def keyed_text_hash(text: str, key: bytes) -> str:
+    """Hex HMAC-SHA256 of the UTF-8 text under ``key``: the log's ``text_sha256`` column."""
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def read_hash_key(path: Path | str) -> bytes:
+    """The key in a key file: its bytes without surrounding whitespace, at least 16 of them."""
+    path = Path(path).expanduser()
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"The prediction log's hash key file {path} cannot be read ({exc.strerror}); "
+                          "point 'log_hash_key_file' at a readable file.", field="log_hash_key_file",
+                          path=path) from None
+    if len(key) < MIN_HASH_KEY_BYTES:
+        raise ConfigError(f"The prediction log's hash key file {path} holds {len(key)} bytes; a key needs "
+                          f"at least {MIN_HASH_KEY_BYTES} (e.g. `openssl rand -hex 32 > {path.name}`).",
+                          field="log_hash_key_file", path=path)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        logger.warning("prediction log: the hash key file %s is readable by other users; chmod 600 it", path)
+    return key
+
+
+def log_hash_key(log_url: str, *, key: str | None = None, key_file: Path | str | None = None) -> bytes:
+    """The key of the log at ``log_url``: ``key``, else the contents of ``key_file``, else the
+    key file beside a SQLite log (``<database>.hashkey``, created with mode 0600 if missing).
+
+    An in-memory SQLite log gets a random key for the process. PostgreSQL, or a SQLite URI
+    (``file:...``), needs ``key`` or ``key_file``: raises ``ConfigError`` (field
+    ``log_hash_key_file``)."""
+    if key is not None:
+        if len(key.encode("utf-8")) < MIN_HASH_KEY_BYTES:
+            raise ConfigError(f"The 'log_hash_key' setting must be at least {MIN_HASH_KEY_BYTES} bytes long.",
+                              field="log_hash_key")
+        return key.encode("utf-8")
+    if key_file is not None:
+        return read_hash_key(key_file)
+    try:
+        parsed = make_url(log_url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise _bad_url("must be a database URL such as sqlite:///predictions.db", log_url) from None
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database in ("", ":memory:"):
+        return secrets.token_hex(32).encode("ascii")
+    if parsed.get_backend_name() != "sqlite" or database.startswith("file:"):
+        raise ConfigError("The prediction log needs a secret for its keyed text hash: set 'log_hash_key_file' "
+                          "(a file with at least 16 random bytes, e.g. `openssl rand -hex 32 > textgate-log.key`) "
+                          "in the serve config; every server writing to this log must use the same key.",
+                          field="log_hash_key_file")
+    return _key_beside(Path(database).expanduser())
+
+
+def _key_beside(database: Path) -> bytes:
+    path = database.with_name(database.name + HASH_KEY_SUFFIX)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another server process created it first
+            return read_hash_key(path)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        logger.info("prediction log: created the text hash key %s (keep it with the log)", path)
+    return read_hash_key(path)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a store error is worth retrying: a busy or locked database, a lock timeout,
+    a deadlock or serialization failure, a dropped connection."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    inner = getattr(exc, "orig", None) or exc
+    code = getattr(inner, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    sqlstate = getattr(inner, "sqlstate", None)
+    if sqlstate:
+        return sqlstate in PG_TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    message = str(inner).lower()  # a SQLite error without its result code
+    return isinstance(inner, sqlite3.OperationalError) and ("database is locked" in message
+                                                            or "database table is locked" in message)
 
 
 @dataclass(frozen=True)
@@ -260,7 +377,20 @@ def _postgres_engine(url: URL, shown: str) -> Engine:
         ) from None
     url = url.set(drivername="postgresql+psycopg")
     connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    @sa.event.listens_for(engine, "connect")
+    def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+        # Outside a transaction, so a rollback does not undo it (SQLAlchemy's recipe).
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {PG_LOCK_TIMEOUT_MS}")
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    return engine
 
 
 def open_store(url: str) -> PredictionStore:
@@ -327,8 +457,10 @@ class LogWriter:
     records; the thread takes whole submits, up to ``max_batch`` records, and commits them in
     one transaction. A batch starts once ``max_batch`` records are waiting or the oldest has
     waited ``flush_interval_s`` (0 commits as soon as the thread is free); submits arriving
-    while a commit runs share the next one. A failed commit fails its futures, counts the
-    records in ``failed``, logs one line, and the writer goes on with the next batch.
+    while commit runs share the next one. A busy or locked database (``is_transient``) is
+    retried with exponential backoff (50 ms doubling up to 1 s) for up to ``retry_s`` seconds
+    (counted in ``retries``); a commit that still fails, or fails otherwise, fails its futures,
+    counts the records in ``failed``, logs one line, and the writer goes on with the next batch.
 
     ``on_batch(seconds, size)`` is called after every commit attempt (for metrics).
     The writer does not own the store: close the writer first, then the store.
@@ -341,6 +473,7 @@ class LogWriter:
         max_queue: int = 10_000,
         max_batch: int = 500,
         flush_interval_s: float = 0.05,
+        retry_s: float = 10.0,
         on_batch: Callable[[float, int], None] | None = None,
     ):
         if max_queue < 1:
@@ -352,17 +485,22 @@ class LogWriter:
                 f"LogWriter flush_interval_s must be >= 0. Got {flush_interval_s}.",
                 field="flush_interval_s",
             )
+        if retry_s < 0:
+            raise ConfigError(f"LogWriter retry_s must be >= 0. Got {retry_s}.", field="retry_s")
         self.store = store
         self.max_queue = max_queue
         self.max_batch = max_batch
         self.flush_interval_s = flush_interval_s
+        self.retry_s = retry_s
         self.on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._queued = 0  # records waiting in _queue
         self._dropped = 0
         self._failed = 0
         self._written = 0
+        self._retries = 0
         self._closing = False
+        self._drain_by: float | None = None  # set by close(): no retries after this time
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="textgate-log-writer", daemon=True)
         self._thread.start()
@@ -424,6 +562,11 @@ class LogWriter:
         """Records committed."""
         return self._written
 
+    @property
+    def retries(self) -> int:
+        """Commit attempts repeated because the database was busy or locked."""
+        return self._retries
+
     # -- writer thread ---------------------------------------------------------------------
 
     def _take(self) -> list[_Pending] | None:
@@ -450,12 +593,31 @@ class LogWriter:
             self._queued -= size
             return taken
 
+    def _write(self, records: list[LogRecord]) -> None:
+        """One batch, retried while the database is busy, for up to retry_s (less once closing)."""
+        give_up = time.monotonic() + self.retry_s
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                self.store.write_many(records)
+                return
+            except Exception as exc:
+                limit = give_up if self._drain_by is None else min(give_up, self._drain_by)
+                if not is_transient(exc) or time.monotonic() + delay > limit:
+                    raise
+                if delay == RETRY_FIRST_S:
+                    logger.warning("prediction log: database busy (%s); retrying %d records for up to %.1f s",
+                                   _one_line(exc), len(records), max(0.0, limit - time.monotonic()))
+            self._retries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
     def _run(self) -> None:
         while (taken := self._take()) is not None:
             records = [r for pending in taken for r in pending.records]
             start = time.perf_counter()
             try:
-                self.store.write_many(records)
+                self._write(records)
             except Exception as exc:  # noqa: BLE001 - any store error fails the batch, not the writer
                 self._failed += len(records)
                 logger.error(
@@ -476,14 +638,19 @@ class LogWriter:
                 except Exception:  # a metrics bug must not stop the log
                     logger.exception("prediction log: on_batch callback failed")
 
-    def close(self, timeout: float = 5) -> None:
-        """Commit what is queued, then stop the thread. Idempotent.
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued, retrying a busy database as usual, then stop the thread.
+        Idempotent; new submits are refused from the start.
 
-        Records still queued after ``timeout`` seconds (a hung store) are dropped, counted
-        and their futures failed.
+        Waits up to ``timeout`` seconds (default: ``retry_s`` + 5); a batch still retrying then
+        gets no further retry, and records still queued (a hung store) are dropped, counted and
+        their futures failed.
         """
+        timeout = self.retry_s + CLOSE_GRACE_S if timeout is None else timeout
         with self._cond:
             self._closing = True
+            if self._drain_by is None:
+                self._drain_by = time.monotonic() + timeout
             self._cond.notify_all()
         self._thread.join(timeout)
         if not self._thread.is_alive():
