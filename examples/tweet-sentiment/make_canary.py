@@ -2,7 +2,7 @@
 
     python examples/tweet-sentiment/make_canary.py
 
-Writes src/textgate/data/canary.jsonl: 200 val tweets, `{"text", "label", "trait"}`, chosen
+Writes src/textgate/lock/canary.jsonl: 200 val tweets, `{"text", "label", "trait"}`, chosen
 without randomness that depends on the machine (a fixed seed and sorted inputs). The set is
 stratified by trait, so the posts that tokenizers and truncation treat differently are all
 represented, and within each trait round-robin over the three labels (negative is only 16% of
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE.parents[1] / "src" / "textgate" / "data" / "canary.jsonl"
+OUT = HERE.parents[1] / "src" / "textgate" / "lock" / "canary.jsonl"
 LABELS = ("negative", "neutral", "positive")
 SEED = 20260601
 # (trait, how many, test); earlier traits win when a tweet has several.

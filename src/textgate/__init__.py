@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "AuditResult",
+    "CalibrationResult",
     "Classifier",
     "Comparison",
     "ConfigError",
@@ -26,17 +27,24 @@ __all__ = [
     "EvalReport",
     "GateConfig",
     "GateResult",
+    "GateRun",
     "Guard",
     "GuardRules",
+    "Lock",
     "ModelLoadError",
     "ModelSpec",
     "Predictions",
+    "ServeConfig",
     "SliceSpec",
     "TextgateError",
     "Thresholds",
+    "VerifyResult",
     "audit_labels",
+    "build_lock",
+    "calibrate_temperature",
     "check_gate",
     "compare_predictions",
+    "create_app",
     "evaluate",
     "load_classifier",
     "load_gate_config",
@@ -46,57 +54,73 @@ __all__ = [
     "read_dataset",
     "run_gate",
     "save_predictions",
+    "verify_lock",
 ]
 
+# Where each public name lives: one package per capability (README.md, "Layout").
 _HOME = {
-    "AuditResult": "textgate.audit",
-    "audit_labels": "textgate.audit",
-    "Classifier": "textgate.model",
-    "Comparison": "textgate.compare",
-    "GateConfig": "textgate.gate",
-    "GateResult": "textgate.gate",
-    "Guard": "textgate.guard",
-    "GuardRules": "textgate.guard",
-    "Thresholds": "textgate.gate",
-    "check_gate": "textgate.gate",
-    "compare_predictions": "textgate.compare",
-    "load_gate_config": "textgate.gate",
-    "run_gate": "textgate.gate",
     "ConfigError": "textgate.errors",
     "DataError": "textgate.errors",
-    "Dataset": "textgate.data",
-    "EvalReport": "textgate.evaluation",
     "ModelLoadError": "textgate.errors",
-    "ModelSpec": "textgate.model",
-    "Predictions": "textgate.predictions",
-    "SliceSpec": "textgate.slices",
     "TextgateError": "textgate.errors",
-    "evaluate": "textgate.evaluation",
+    "Dataset": "textgate.data",
+    "read_dataset": "textgate.data",
+    "Predictions": "textgate.predictions",
+    "load_predictions": "textgate.predictions",
+    "save_predictions": "textgate.predictions",
+    "SliceSpec": "textgate.slices",
+    "Classifier": "textgate.model",
+    "ModelSpec": "textgate.model",
     "load_classifier": "textgate.model",
     "load_model_spec": "textgate.model",
-    "load_predictions": "textgate.predictions",
     "predict": "textgate.infer",
-    "read_dataset": "textgate.data",
-    "save_predictions": "textgate.predictions",
+    "EvalReport": "textgate.evaluation",
+    "evaluate": "textgate.evaluation",
+    "Comparison": "textgate.gate.compare",
+    "compare_predictions": "textgate.gate.compare",
+    "GateConfig": "textgate.gate",
+    "GateResult": "textgate.gate",
+    "GateRun": "textgate.gate",
+    "Thresholds": "textgate.gate",
+    "check_gate": "textgate.gate",
+    "load_gate_config": "textgate.gate",
+    "run_gate": "textgate.gate",
+    "CalibrationResult": "textgate.calibrate",
+    "calibrate_temperature": "textgate.calibrate",
+    "AuditResult": "textgate.audit",
+    "audit_labels": "textgate.audit",
+    "Lock": "textgate.lock",
+    "VerifyResult": "textgate.lock",
+    "build_lock": "textgate.lock",
+    "verify_lock": "textgate.lock",
+    "Guard": "textgate.guard",
+    "GuardRules": "textgate.guard",
+    "ServeConfig": "textgate.serve",
+    "create_app": "textgate.serve",
 }
 
 if TYPE_CHECKING:
     from textgate.audit import AuditResult, audit_labels
-    from textgate.compare import Comparison, compare_predictions
+    from textgate.calibrate import CalibrationResult, calibrate_temperature
     from textgate.data import Dataset, read_dataset
     from textgate.errors import ConfigError, DataError, ModelLoadError, TextgateError
     from textgate.evaluation import EvalReport, evaluate
     from textgate.gate import (
         GateConfig,
         GateResult,
+        GateRun,
         Thresholds,
         check_gate,
         load_gate_config,
         run_gate,
     )
+    from textgate.gate.compare import Comparison, compare_predictions
+    from textgate.guard import Guard, GuardRules
     from textgate.infer import predict
+    from textgate.lock import Lock, VerifyResult, build_lock, verify_lock
     from textgate.model import Classifier, ModelSpec, load_classifier, load_model_spec
     from textgate.predictions import Predictions, load_predictions, save_predictions
+    from textgate.serve import ServeConfig, create_app
     from textgate.slices import SliceSpec
 
 

@@ -31,14 +31,19 @@ from textgate.text import is_empty_text
 
 __all__ = [
     "SUPPORTED_FORMATS",
+    "TABLE_SUFFIXES",
+    "TWEETEVAL_SUFFIX",
     "Dataset",
+    "label_lookup",
+    "open_text",
     "read_dataset",
     "read_label_list",
     "read_prediction_column",
+    "table_format",
 ]
 
 # Checked with str.endswith on the lower-cased file name; "_text.txt" is the TweetEval layout.
-_TABLE_SUFFIXES = {
+TABLE_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".jsonl": "jsonl",
@@ -49,8 +54,8 @@ _TABLE_SUFFIXES = {
     ".jsonl.gz": "jsonl",
     ".ndjson.gz": "jsonl",
 }
-_TWEETEVAL_SUFFIX = "_text.txt"
-SUPPORTED_FORMATS = (*_TABLE_SUFFIXES, f"{_TWEETEVAL_SUFFIX} (TweetEval pair)")
+TWEETEVAL_SUFFIX = "_text.txt"
+SUPPORTED_FORMATS = (*TABLE_SUFFIXES, f"{TWEETEVAL_SUFFIX} (TweetEval pair)")
 
 _ID = re.compile(r"\d+")
 # Long enough to see what went wrong, short enough for one terminal line per error.
@@ -106,7 +111,7 @@ def read_dataset(
     path = Path(path)
     known_names = _check_label_names(label_names)
     _require_file(path, what="Dataset file")
-    if path.name.lower().endswith(_TWEETEVAL_SUFFIX):
+    if path.name.lower().endswith(TWEETEVAL_SUFFIX):
         table, mapping = _read_tweeteval(path, text_col=text_col, label_col=label_col,
                                          require_labels=require_labels)
     else:
@@ -163,7 +168,7 @@ def read_prediction_column(
     path = Path(path)
     names = _check_label_names(label_names) or ()
     _require_file(path, what="Predictions file")
-    if path.name.lower().endswith(_TWEETEVAL_SUFFIX):
+    if path.name.lower().endswith(TWEETEVAL_SUFFIX):
         raise DataError(f"Predictions file {path} is a plain text file; read one-label-per-line "
                         "files with read_label_list, or pass a CSV/JSONL/Parquet file with a "
                         f"'{column}' column.", field="predictions", path=path)
@@ -185,9 +190,10 @@ def _require_file(path: Path, *, what: str) -> None:
                         f"({', '.join(SUPPORTED_FORMATS)}).", field="path", path=path)
 
 
-def _table_format(path: Path) -> str:
+def table_format(path: Path) -> str:
+    """The table format (a value of TABLE_SUFFIXES) that ``path``'s suffix names."""
     name = path.name.lower()
-    for suffix, fmt in _TABLE_SUFFIXES.items():
+    for suffix, fmt in TABLE_SUFFIXES.items():
         if name.endswith(suffix):
             return fmt
     raise DataError(f"File {path.name} has an unsupported format; supported: "
@@ -197,7 +203,7 @@ def _table_format(path: Path) -> str:
 
 def _read_table(path: Path) -> dict[str, list[Any]]:
     """Columns of a tabular file, each a list of raw values; DataError when it has no rows."""
-    fmt = _table_format(path)
+    fmt = table_format(path)
     try:
         if fmt == "parquet":
             table = _read_parquet(path)
@@ -217,7 +223,8 @@ def _read_table(path: Path) -> dict[str, list[Any]]:
     return table
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """``path`` opened for reading as text (gzip when it ends in .gz)."""
     # utf-8-sig drops a BOM (Excel writes one); newline="" lets csv handle quoted newlines.
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
@@ -225,7 +232,7 @@ def _open_text(path: Path):
 
 
 def _read_csv(path: Path, *, delimiter: str) -> dict[str, list[Any]]:
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader, None)
@@ -250,7 +257,7 @@ def _read_csv(path: Path, *, delimiter: str) -> dict[str, list[Any]]:
 
 def _read_jsonl(path: Path) -> dict[str, list[Any]]:
     records: list[dict[str, Any]] = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -285,7 +292,7 @@ def _read_parquet(path: Path) -> dict[str, list[Any]]:
 def _read_lines(path: Path) -> list[str]:
     """Lines of a plain text file; the final newline ends the last line, it adds no row."""
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             content = f.read()
     except UnicodeDecodeError as exc:
         raise DataError(f"{path.name} is not valid UTF-8 text ({exc.reason} at byte "
@@ -309,7 +316,7 @@ def _read_tweeteval(
         return {text_col: texts}, None
     mapping_path = path.with_name("mapping.txt")
     mapping = _read_mapping(mapping_path) if mapping_path.is_file() else None
-    labels_path = path.with_name(path.name[: -len(_TWEETEVAL_SUFFIX)] + "_labels.txt")
+    labels_path = path.with_name(path.name[: -len(TWEETEVAL_SUFFIX)] + "_labels.txt")
     if not labels_path.is_file():
         if require_labels:
             raise DataError(f"Labels file {labels_path} not found; a TweetEval text file "
@@ -345,7 +352,7 @@ def _read_mapping(path: Path) -> tuple[str, ...]:
 def _require_column(table: Mapping[str, Any], column: str, *, flag: str, path: Path) -> None:
     if column not in table:
         names = list(table)
-        if len(names) == 1 and "\t" in names[0] and _table_format(path) == "csv":
+        if len(names) == 1 and "\t" in names[0] and table_format(path) == "csv":
             raise DataError(f"Column '{column}' ({flag}) not found in {path.name}: its header is one "
                             f"column holding tabs ({names[0][:60]!r}), so the file looks "
                             "tab-separated. Rename it with a .tsv suffix (or convert it to "
@@ -435,7 +442,7 @@ def _resolve_labels(
 
 def _names_or_error(values: list[str], names: tuple[str, ...], *, path: Path,
                     label_col: str) -> np.ndarray:
-    lookup = _name_lookup(names)
+    lookup = label_lookup(names)
     unknown: Counter[str] = Counter()
     first_row: dict[str, int] = {}
     for row, value in enumerate(values, 1):
@@ -456,7 +463,7 @@ def _names_or_error(values: list[str], names: tuple[str, ...], *, path: Path,
     return np.array([lookup[v] for v in values], dtype=object)
 
 
-def _name_lookup(names: tuple[str, ...]) -> dict[str, str]:
+def label_lookup(names: tuple[str, ...]) -> dict[str, str]:
     """Value -> label name: each name maps to itself, each id to its name; names win."""
     lookup = {str(i): name for i, name in enumerate(names)}
     lookup.update({name: name for name in names})
@@ -464,7 +471,7 @@ def _name_lookup(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _map_predictions(values: Sequence[Any], names: tuple[str, ...]) -> np.ndarray:
-    lookup = _name_lookup(names)
+    lookup = label_lookup(names)
     out = []
     for value in values:
         text = "" if _is_null(value) else _as_label(value)

@@ -1,9 +1,12 @@
 """`textgate gate`: baseline vs candidate with paired statistics, thresholds and reports.
+Start at ``run.py``.
 
     config.py   the gate TOML file (data, slices, sides, thresholds, settings)
     run.py      predictions for both sides (cached, interleaved), evaluation, comparison
+    cache.py    the prediction cache, keyed by model, data and settings
+    compare.py  paired statistics: bootstrap intervals, McNemar, flips, label shift (pure)
     checks.py   thresholds -> checks -> verdict (pure)
-    report.py   report.json / report.md / report.html
+    report.py   report.json / report.md / terminal; html.py the report.html page
 """
 
 from textgate.gate.checks import Check, GateResult, check_gate

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from textgate.compare import Comparison, MetricDelta
+from textgate._internal.records import Record
+from textgate.evaluation.metrics import wilson_interval
+from textgate.gate.compare import Comparison, MetricDelta
 from textgate.gate.config import Thresholds
 from textgate.latency import LatencyComparison
-from textgate.metrics import _Record, wilson_interval
 
 __all__ = ["Check", "GateResult", "check_gate"]
 
@@ -30,7 +31,7 @@ _TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
-class Check(_Record):
+class Check(Record):
     name: str
     scope: str  # "overall" or a slice name
     metric: str
@@ -47,7 +48,7 @@ class Check(_Record):
 
 
 @dataclass(frozen=True)
-class GateResult(_Record):
+class GateResult(Record):
     verdict: Literal["pass", "fail"]
     summary: str
     checks: tuple[Check, ...]

@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from textgate.config import read_toml, validate_table
+from textgate._internal.toml import read_toml, validate_table
 from textgate.errors import ConfigError
 from textgate.model import ModelSpec, load_model_spec
 from textgate.slices import SliceSpec, slices_from_toml

@@ -188,7 +188,7 @@ def _examples(report: dict[str, Any]) -> list[str]:
 
 
 def write_gate_reports(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    from textgate.html import render_gate_html
+    from textgate.gate.html import render_gate_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from textgate.cache import PredictionCache
-from textgate.compare import Comparison, compare_predictions
 from textgate.data import Dataset, read_dataset
 from textgate.errors import ConfigError
 from textgate.evaluation import EvalReport, check_alignment, evaluate
+from textgate.gate.cache import PredictionCache
 from textgate.gate.checks import GateResult, check_gate
+from textgate.gate.compare import Comparison, compare_predictions
 from textgate.gate.config import GateConfig
 from textgate.hardware import Hardware, bf16_emulated_note, detect_hardware
 from textgate.latency import LatencyComparison, compare_latency, timing_windows
@@ -174,7 +174,7 @@ def _common_labels(config: GateConfig, plans: dict[SideName, _Plan]) -> tuple[st
 
 def _predictions(config, plans, dataset, cache, progress, say):
     """Both sides' predictions (file, cache or run) and the classifiers loaded to run them."""
-    from textgate.model import library_versions
+    from textgate._internal.versions import library_versions
 
     sides: dict[SideName, Side] = {}
     versions = library_versions() if any(p.identity is not None for p in plans.values()) else {}

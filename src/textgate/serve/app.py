@@ -4,7 +4,7 @@
     GET  /v1/model      spec, labels, settings, guard rules, limits
     GET  /healthz       the process is up
     GET  /readyz        the model is loaded and warmed up (503 until then, and while stopping)
-    GET  /metrics       Prometheus text format (see textgate.serve.metrics)
+    GET  /metrics       Prometheus text format (see textgate.serve.prometheus)
     GET  /openapi.json  the schema of all of the above
 
 Every prediction goes through the Guard and is logged (a keyed HMAC-SHA256 of the text; the
@@ -51,7 +51,8 @@ from textgate.serve.batcher import (
     worker_cores,
 )
 from textgate.serve.config import ServeConfig, reference_shares
-from textgate.serve.metrics import NO_LABEL, LabelDrift, ServeMetrics, ShadowTracker
+from textgate.serve.drift import LabelDrift, ShadowTracker
+from textgate.serve.prometheus import NO_LABEL, ServeMetrics
 
 __all__ = ["ClassifyRequest", "ClassifyResponse", "create_app"]
 

@@ -4,7 +4,7 @@ Like text-embeddings-inference's queue: each request puts its texts on a bounded
 awaits a future. A free worker thread takes its share of what is queued (all of it when the
 other workers are busy, half when one other is idle), tokenizes it in one call, and packs the
 texts length-sorted into forward batches bounded by the token budget (the same planner and
-forward as ``textgate.infer``; padding-free for BERT classifiers, see ``textgate.packed``).
+forward as ``textgate.infer``; padding-free for BERT classifiers, see ``textgate.infer.packed``).
 ``workers`` threads (default 2, see :func:`split_threads`) share the queue; forward passes only
 read the weights, so they may run at once, while tokenizing (the fast tokenizer re-applies its
 settings on each call) and the shadow take turns. While another worker is busy, a free one
@@ -97,13 +97,13 @@ class Batcher:
         gather_ms: float = 0.0,
         gather_texts: int = 16,
     ):
-        """Batches run padding-free (textgate.packed) whenever the classifier supports it;
+        """Batches run padding-free (textgate.infer.packed) whenever the classifier supports it;
         ``token_budget`` then bounds real tokens, not padded ones. ``workers``: inference threads taking turns at the queue; ``torch_threads``: torch's
         thread count while the batcher runs (restored by :meth:`close`); see :func:`split_threads`.
         ``worker_cores``: CPU cores each worker thread is pinned to (see :func:`worker_cores`).
         ``gather_ms``/``gather_texts``: how long a free worker waits for a fuller batch while
         another worker is busy (0: never waits)."""
-        from textgate.infer import _can_pack
+        from textgate.infer.batches import can_pack
 
         for name, value in (("token_budget", token_budget), ("max_queue_texts", max_queue_texts),
                             ("workers", workers), ("gather_texts", gather_texts)):
@@ -137,7 +137,7 @@ class Batcher:
         self._busy = 0  # workers running a cycle
         self._handoff = False  # the last worker to take left texts behind for an idle one
         self._parallelism_before: str | None | object = _NOT_SAVED
-        self.packed = _can_pack(classifier)
+        self.packed = can_pack(classifier)
 
     # -- lifecycle (call from the event loop) ---------------------------------------------
 
@@ -281,33 +281,39 @@ class Batcher:
 
     def _run_cycle(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: every queued text of ``jobs`` through the model, then the shadow."""
-        from textgate.infer import _check_lengths, _encode, _plan_batches, _plan_packed_batches, _run_batch
+        from textgate.infer.batches import (
+            check_lengths,
+            encode,
+            plan_batches,
+            plan_packed_batches,
+            run_batch,
+        )
 
         jobs = [job for job in jobs if not job.future.done()]  # timed out while queued
         texts = [text for job in jobs for text in job.texts]
         classifier = self.classifier
         with self._tokenize_lock:
-            encoded, lengths, truncated = _encode(classifier, texts)
+            encoded, lengths, truncated = encode(classifier, texts)
         owner = np.empty(len(texts), dtype=np.int64)
         start = 0
         for j, job in enumerate(jobs):
             job.start, job.remaining = start, len(job.texts)
             owner[start : start + len(job.texts)] = j
             try:  # truncation = false and a text too long: only that request fails
-                _check_lengths(classifier, lengths[start : start + len(job.texts)])
+                check_lengths(classifier, lengths[start : start + len(job.texts)])
             except TextgateError as exc:
                 job.error, job.remaining = exc, 0
                 loop.call_soon_threadsafe(_resolve, job.future, None, exc)
             start += len(job.texts)
         runnable = np.flatnonzero([jobs[o].error is None for o in owner]) if len(texts) else np.array([], int)
         probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
-        plan = (_plan_packed_batches(lengths[runnable], self.token_budget) if self.packed
-                else _plan_batches(lengths[runnable], classifier, self.token_budget))
+        plan = (plan_packed_batches(lengths[runnable], self.token_budget) if self.packed
+                else plan_batches(lengths[runnable], classifier, self.token_budget))
         for batch in plan:
             batch = dataclasses.replace(batch, rows=runnable[batch.rows])
             started = time.perf_counter()
             try:
-                probabilities[batch.rows] = _run_batch(classifier, encoded, batch)
+                probabilities[batch.rows] = run_batch(classifier, encoded, batch)
             except Exception as exc:  # noqa: BLE001 - fail only the requests in this batch
                 logger.error("forward pass failed: %s: %s", type(exc).__name__, exc)
                 for j in sorted(set(owner[batch.rows].tolist())):

@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from textgate.config import read_toml, validate_table
+from textgate._internal.toml import read_toml, validate_table
 from textgate.errors import ConfigError
 from textgate.guard import GuardRules
 

@@ -4,13 +4,13 @@ Both models predicted the same N examples, so every question is asked *per examp
 examples changed prediction (flips), which got fixed or broken (McNemar), how each metric moved
 (paired bootstrap of the delta), and whether the predicted-label mix shifted.
 
-Glossary (as in :mod:`textgate.metrics`): ``N`` examples, ``K`` classes, ``label_names`` the K
+Glossary (as in :mod:`textgate.evaluation.metrics`): ``N`` examples, ``K`` classes, ``label_names`` the K
 class names in display order. A prediction outside ``label_names`` (e.g. a raw ``LABEL_2``) is
 *invalid*: wrong, a prediction of no class, and shown as one extra label ``"(invalid)"`` in the
 flip matrix and the label shift (only when some prediction on either side is invalid).
 
-Point values equal :func:`textgate.metrics.classification_metrics` and
-:func:`~textgate.metrics.calibration_metrics` on the full data. ``delta`` is always
+Point values equal :func:`textgate.evaluation.metrics.classification_metrics` and
+:func:`~textgate.evaluation.metrics.calibration_metrics` on the full data. ``delta`` is always
 candidate - baseline; ``higher_is_better`` says which sign is an improvement.
 
 Random draws, in this fixed order, so anyone can reproduce an interval with a naive loop:
@@ -35,29 +35,39 @@ The interval of each delta is ``np.quantile(deltas, [(1 - confidence) / 2,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from textgate._internal.bootstrap import (
+    Scratch,
+    bootstrap,
+    check_bootstrap_settings,
+    percentile_interval,
+    resampled_bin_sums,
+)
+from textgate._internal.records import Record
+from textgate._internal.validation import (
+    as_labels,
+    check_label_names,
+    check_mask,
+    check_probabilities,
+    check_same_length,
+    encode_labels,
+    encode_true,
+    is_int,
+)
 from textgate.errors import ConfigError, DataError
-from textgate.metrics import (
+from textgate.evaluation.metrics import (
     DEFAULT_N_BINS,
     METRICS,
-    _as_labels,
-    _calibration,
-    _check_label_names,
-    _check_mask,
-    _check_same_length,
-    _classification,
-    _divide,
-    _encode,
-    _encode_true,
-    _equal_width_index,
-    _Record,
-    check_probabilities,
+    calibration_from_codes,
+    classification_from_codes,
+    divide_or_zero,
+    equal_width_index,
 )
 from textgate.predictions import Predictions
 
@@ -74,12 +84,6 @@ __all__ = [
 
 # The extra row/column for predictions outside label_names (flip matrix, label shift).
 INVALID_LABEL = "(invalid)"
-# Below ~100 resamples the 2.5%/97.5% percentiles rest on two or three draws.
-MIN_RESAMPLES = 100
-# Resample indices drawn per chunk (1 MB of int64): large enough to amortize per-chunk Python
-# work, small enough for the gathers to stay in cache (fastest of 128 KB..8 MB at N = 12,000),
-# and memory does not grow with n_resamples x N (2,000 x 12,000 at once would be 192 MB).
-_CHUNK_ELEMENTS = 1 << 17
 # Third word of the example-flip generators' seed, so they never share a stream with the
 # bootstrap ones ([seed, 0] would: SeedSequence pads entropy with zeros).
 _EXAMPLE_STREAM = 0x666C6970  # "flip"
@@ -96,7 +100,7 @@ _NO_SLICES: Mapping[str, np.ndarray] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
-class MetricDelta(_Record):
+class MetricDelta(Record):
     """One metric on both models; [ci_low, ci_high] is the paired bootstrap interval of delta."""
 
     name: str
@@ -110,7 +114,7 @@ class MetricDelta(_Record):
 
 
 @dataclass(frozen=True)
-class McNemar(_Record):
+class McNemar(Record):
     """Exact McNemar test of "both models are equally often right" on the discordant examples."""
 
     baseline_only_correct: int
@@ -122,7 +126,7 @@ class McNemar(_Record):
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the matrix ndarray has no boolean ==
-class Flips(_Record):
+class Flips(Record):
     """Examples whose predicted label changed. Rates are fractions of all ``n`` examples.
 
     ``matrix[i, j]`` counts examples predicted ``matrix_labels[i]`` by the baseline and
@@ -144,7 +148,7 @@ class Flips(_Record):
 
 
 @dataclass(frozen=True)
-class LabelShift(_Record):
+class LabelShift(Record):
     """Share of each predicted label per model; total_variation = 0.5 * sum(|delta|)."""
 
     labels: tuple[str, ...]
@@ -155,7 +159,7 @@ class LabelShift(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class SliceComparison(_Record):
+class SliceComparison(Record):
     """Accuracy delta, flips and McNemar inside one slice; all None when it has no examples."""
 
     name: str
@@ -167,7 +171,7 @@ class SliceComparison(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class Comparison(_Record):
+class Comparison(Record):
     """Everything :func:`compare_predictions` found; ``bootstrap`` says how intervals were made."""
 
     n: int
@@ -222,12 +226,12 @@ def compare_predictions(
     bootstrap intervals of candidate - baseline; see the module docstring for the exact order
     of random draws. ``slice_masks`` maps a slice name to a bool (N,) mask.
     """
-    names = _check_label_names(label_names)
-    true_codes = _encode_true(y_true, names)
+    names = check_label_names(label_names)
+    true_codes = encode_true(y_true, names)
     n = true_codes.size
     base = _check_side(baseline, "baseline", n, names)
     cand = _check_side(candidate, "candidate", n, names)
-    masks = {str(name): _check_mask(str(name), mask, n) for name, mask in slice_masks.items()}
+    masks = {str(name): check_mask(str(name), mask, n) for name, mask in slice_masks.items()}
     settings = _check_settings(n_resamples, seed, confidence, n_example_flips)
     return _compare(true_codes, base, cand, names, masks, settings)
 
@@ -258,9 +262,9 @@ def _check_side(predictions: Any, which: str, n: int, names: tuple[str, ...]) ->
         raise DataError(f"{which} must be a textgate Predictions record; got "
                         f"{type(predictions).__name__}. Load it with load_predictions(path).",
                         field=which)
-    predicted = _as_labels(predictions.predicted, f"{which}.predicted")
-    _check_same_length(n, predicted.size, which)
-    codes = _encode(predicted, names)
+    predicted = as_labels(predictions.predicted, f"{which}.predicted")
+    check_same_length(n, predicted.size, which)
+    codes = encode_labels(predicted, names)
     codes[codes < 0] = len(names)
     probabilities = None
     if predictions.probabilities is not None:
@@ -279,35 +283,11 @@ def _check_side(predictions: Any, which: str, n: int, names: tuple[str, ...]) ->
 
 
 def _check_settings(n_resamples: Any, seed: Any, confidence: Any, n_example_flips: Any) -> _Settings:
-    n_resamples, seed, confidence = _check_bootstrap_settings(n_resamples, seed, confidence)
-    if not _is_int(n_example_flips) or n_example_flips < 0:
+    n_resamples, seed, confidence = check_bootstrap_settings(n_resamples, seed, confidence)
+    if not is_int(n_example_flips) or n_example_flips < 0:
         raise ConfigError(f"n_example_flips must be an integer >= 0; got {n_example_flips!r}. "
                           "Use 0 to list no example rows.", field="n_example_flips")
     return _Settings(n_resamples, seed, confidence, int(n_example_flips))
-
-
-def _check_bootstrap_settings(n_resamples: Any, seed: Any, confidence: Any) -> tuple[int, int, float]:
-    """The settings of a paired bootstrap, checked; shared with textgate.calibration."""
-    if not _is_int(n_resamples) or n_resamples < MIN_RESAMPLES:
-        raise ConfigError(f"n_resamples must be an integer >= {MIN_RESAMPLES}; got {n_resamples!r}. "
-                          "Use 2000 for reported intervals.", field="n_resamples")
-    seed = _check_seed(seed)
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
-            or not 0.5 < confidence < 1:
-        raise ConfigError(f"confidence must be a number in the open interval (0.5, 1); got "
-                          f"{confidence!r}. Use 0.95 for a 95% interval.", field="confidence")
-    return int(n_resamples), seed, float(confidence)
-
-
-def _check_seed(seed: Any) -> int:
-    if not _is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}. Any fixed value "
-                          "makes the results reproducible.", field="seed")
-    return int(seed)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,12 +334,12 @@ def _overall_metrics(true_codes: np.ndarray, base: _Side, cand: _Side, names: tu
     base_parts = _resample_inputs(true_codes, base, k, with_ece)
     cand_parts = _resample_inputs(true_codes, cand, k, with_ece)
 
-    def deltas(idx: np.ndarray, scratch: _Scratch) -> np.ndarray:
+    def deltas(idx: np.ndarray, scratch: Scratch) -> np.ndarray:
         return (_resampled_values(*cand_parts, idx, k, scratch)
                 - _resampled_values(*base_parts, idx, k, scratch))
 
     rng = np.random.default_rng(settings.seed)
-    low, high = _interval(_bootstrap(rng, n, settings.n_resamples, deltas), settings.confidence)
+    low, high = percentile_interval(bootstrap(rng, n, settings.n_resamples, deltas), settings.confidence)
     base_values = _point_values(true_codes, base, names, with_ece)
     cand_values = _point_values(true_codes, cand, names, with_ece)
     return tuple(
@@ -370,11 +350,11 @@ def _overall_metrics(true_codes: np.ndarray, base: _Side, cand: _Side, names: tu
 
 
 def _point_values(true_codes: np.ndarray, side: _Side, names: tuple[str, ...], with_ece: bool) -> list[float]:
-    """The metrics on the full data, computed by textgate.metrics itself (same numbers as eval)."""
-    report = _classification(true_codes, side.predicted, names)
+    """The metrics on the full data, computed by textgate.evaluation.metrics itself (same numbers as eval)."""
+    report = classification_from_codes(true_codes, side.predicted, names)
     values = [report.accuracy, report.macro.f1, *(c.recall for c in report.per_class), report.invalid.rate]
     if with_ece:
-        values.append(_calibration(true_codes, side.probabilities, DEFAULT_N_BINS).ece_equal_width.value)
+        values.append(calibration_from_codes(true_codes, side.probabilities, DEFAULT_N_BINS).ece_equal_width.value)
     return values
 
 
@@ -386,11 +366,11 @@ def _resample_inputs(true_codes: np.ndarray, side: _Side, k: int,
         return cells, None, None
     confidence = side.probabilities.max(axis=1)
     correct = side.probabilities.argmax(axis=1) == true_codes
-    return cells, _equal_width_index(confidence, DEFAULT_N_BINS), confidence - correct
+    return cells, equal_width_index(confidence, DEFAULT_N_BINS), confidence - correct
 
 
 def _resampled_values(cells: np.ndarray, bins: np.ndarray | None, gaps: np.ndarray | None,
-                      idx: np.ndarray, k: int, scratch: _Scratch) -> np.ndarray:
+                      idx: np.ndarray, k: int, scratch: Scratch) -> np.ndarray:
     """(rows, M) metric values of one model on each resample (row of example indices) in idx."""
     rows, n = idx.shape
     width = k * (k + 1)
@@ -400,60 +380,14 @@ def _resampled_values(cells: np.ndarray, bins: np.ndarray | None, gaps: np.ndarr
     tp = np.diagonal(counts, axis1=1, axis2=2)  # cell (i, i) for i < K
     support = counts.sum(axis=2)
     predicted = counts[:, :, :k].sum(axis=1)  # invalid predictions are no class's prediction
-    columns = [tp.sum(axis=1) / n, _divide(2 * tp, support + predicted).mean(axis=1)]
-    columns += list(_divide(tp, support).T)
+    columns = [tp.sum(axis=1) / n, divide_or_zero(2 * tp, support + predicted).mean(axis=1)]
+    columns += list(divide_or_zero(tp, support).T)
     columns.append(counts[:, :, k].sum(axis=1) / n)
     if bins is not None:
         # Takes into the buffer of `keys` above (same dtype), which is no longer needed.
-        _, sums = _resampled_bin_sums(bins, gaps, idx, scratch)
+        _, sums = resampled_bin_sums(bins, gaps, idx, scratch, DEFAULT_N_BINS)
         columns.append(np.abs(sums).sum(axis=1) / n)
     return np.column_stack(columns)
-
-
-def _resampled_bin_sums(bins: np.ndarray, gaps: np.ndarray, idx: np.ndarray,
-                        scratch: _Scratch) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of ``gaps`` (confidence - correct) in each equal-width bin of each resample in idx,
-    (rows, DEFAULT_N_BINS): |sums| summed over bins / N is the resample's ECE. Also the flat bin
-    keys (resample x DEFAULT_N_BINS + bin), valid until scratch's next take of their dtype."""
-    rows = idx.shape[0]
-    keys = scratch.take(bins, idx)
-    keys += np.arange(rows)[:, None] * DEFAULT_N_BINS
-    keys = keys.ravel()
-    sums = np.bincount(keys, weights=scratch.take(gaps, idx).ravel(), minlength=rows * DEFAULT_N_BINS)
-    return keys, sums.reshape(rows, DEFAULT_N_BINS)
-
-
-class _Scratch:
-    """Work arrays reused across chunks. Fresh megabyte-sized temporaries are mmapped and
-    page-faulted anew by the allocator on every chunk, which doubled the time at N = 12,000."""
-
-    def __init__(self, elements: int):
-        self._elements = elements
-        self._buffers: dict[np.dtype, np.ndarray] = {}
-
-    def take(self, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """values[idx], valid until the next take of the same dtype."""
-        buffer = self._buffers.get(values.dtype)
-        if buffer is None:
-            buffer = self._buffers[values.dtype] = np.empty(self._elements, dtype=values.dtype)
-        # idx is in range by construction; mode="clip" skips the bounds check and its copy.
-        return np.take(values, idx, mode="clip", out=buffer[: idx.size].reshape(idx.shape))
-
-
-def _bootstrap(rng: np.random.Generator, size: int, n_resamples: int,
-               statistic: Callable[[np.ndarray, _Scratch], np.ndarray]) -> np.ndarray:
-    """statistic over rng.integers(0, size, size=(n_resamples, size)), drawn in row-chunks."""
-    chunk = min(n_resamples, max(1, _CHUNK_ELEMENTS // size))
-    scratch = _Scratch(chunk * size)
-    parts = [statistic(rng.integers(0, size, size=(min(chunk, n_resamples - start), size)), scratch)
-             for start in range(0, n_resamples, chunk)]
-    return np.concatenate(parts)
-
-
-def _interval(deltas: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    alpha = 1 - confidence
-    low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2], axis=0)
-    return low, high
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,12 +503,12 @@ def _slice(position: int, name: str, mask: np.ndarray, true_codes: np.ndarray, b
     truth, base_codes, cand_codes = true_codes[rows], base.codes[rows], cand.codes[rows]
     base_ok, cand_ok = base_codes == truth, cand_codes == truth
 
-    def deltas(idx: np.ndarray, scratch: _Scratch) -> np.ndarray:
+    def deltas(idx: np.ndarray, scratch: Scratch) -> np.ndarray:
         cand_acc = scratch.take(cand_ok, idx).sum(axis=1) / size
         return (cand_acc - scratch.take(base_ok, idx).sum(axis=1) / size)[:, None]
 
     rng = np.random.default_rng([settings.seed, position + 1])
-    low, high = _interval(_bootstrap(rng, size, settings.n_resamples, deltas), settings.confidence)
+    low, high = percentile_interval(bootstrap(rng, size, settings.n_resamples, deltas), settings.confidence)
     base_acc, cand_acc = float(base_ok.mean()), float(cand_ok.mean())
     accuracy = MetricDelta("accuracy", base_acc, cand_acc, cand_acc - base_acc, float(low[0]),
                            float(high[0]), True, size)

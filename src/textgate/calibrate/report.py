@@ -13,22 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from textgate.calibration import CalibrationResult, McDropoutRun
+from textgate.calibrate.heldout import CalibrationResult
+from textgate.calibrate.mc_dropout import McDropoutRun
+from textgate.evaluation.metrics import DEFAULT_N_BINS
 from textgate.hardware import hardware_line
-from textgate.html import (
-    _COLORS,
-    _SCRIPT,
-    _figure,
-    _filled_bins,
-    _note,
-    _reliability_svg,
+from textgate.outputs import write_text_atomic
+from textgate.report.html import (
+    COLORS,
+    LAYOUT_CHECK_SCRIPT,
     escape,
     html_table,
+    note,
     render_page,
 )
-from textgate.metrics import DEFAULT_N_BINS
-from textgate.outputs import write_text_atomic
-from textgate.report import Table, markdown_table, print_tables
+from textgate.report.svg import figure, filled_bins, reliability_svg
+from textgate.report.tables import Table, markdown_table, print_tables
 
 __all__ = [
     "CALIBRATION_REPORT_SCHEMA_VERSION",
@@ -54,11 +53,11 @@ def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any],
                             calibration_file: str | None = None,
                             hardware: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report (also what --format json prints). ``mc_dropout`` is what
-    :func:`textgate.calibration.mc_dropout_curve` returned (its seed and row count included),
+    :func:`textgate.calibrate.mc_dropout_curve` returned (its seed and row count included),
     normally on the same held-out rows."""
     report: dict[str, Any] = {
         "schema_version": CALIBRATION_REPORT_SCHEMA_VERSION,
-        "kind": "textgate.calibration",
+        "kind": "textgate.calibrate",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "temperature": result.temperature,
         "fit": result.fit.to_dict(),
@@ -199,11 +198,11 @@ def _html_table(table: Table) -> str:
 def render_calibration_html(report: dict[str, Any]) -> str:
     """One self-contained page: summary, tables, reliability diagrams before/after, run details."""
     figures = []
-    for side, title, color in (("before", "before (T = 1)", _COLORS["baseline"]),
-                               ("after", f"after (T = {report['temperature']:.3f})", _COLORS["candidate"])):
-        filled = _filled_bins(report[side]["reliability"])
+    for side, title, color in (("before", "before (T = 1)", COLORS["baseline"]),
+                               ("after", f"after (T = {report['temperature']:.3f})", COLORS["candidate"])):
+        filled = filled_bins(report[side]["reliability"])
         ece = report[side]["ece_equal_width"]["value"]
-        figures.append(_figure(_reliability_svg(title, color, filled, _ece_text(ece))) if filled else _note(f"No bins {side}."))
+        figures.append(figure(reliability_svg(title, color, filled, _ece_text(ece))) if filled else note(f"No bins {side}."))
     body = (f'<section class="banner pass"><h1>textgate calibrate</h1><h2>Temperature T = '
             f"{report['temperature']:.4f}</h2><p>{escape(report['holdout']['description'])}</p></section>"
             "<section>" + "".join(_html_table(t) for t in calibration_tables(report)) + "</section>"
@@ -215,7 +214,7 @@ def render_calibration_html(report: dict[str, Any]) -> str:
                if report["notes"] else "")
             + "<section><h2>Run</h2><ul>" + "".join(f"<li>{escape(line)}</li>" for line in _run_lines(report))
             + "</ul></section>")
-    return render_page(f"textgate calibrate: T = {report['temperature']:.3f}", body, script=_SCRIPT)
+    return render_page(f"textgate calibrate: T = {report['temperature']:.3f}", body, script=LAYOUT_CHECK_SCRIPT)
 
 
 def write_calibration_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path, Path]:

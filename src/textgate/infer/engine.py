@@ -17,36 +17,31 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from textgate.errors import ConfigError, DataError
+from textgate._internal.versions import library_versions
+from textgate.errors import ConfigError
 from textgate.hardware import detect_hardware
+from textgate.infer.batches import (
+    DEFAULT_TOKEN_BUDGET,
+    MAX_BATCH_SIZE,
+    Batch,
+    autocast,
+    check_lengths,
+    collate,
+    encode,
+    plan_batches,
+    plan_grouped_batches,
+    run_batch,
+)
 from textgate.latency import BatchTimings
-from textgate.model import Classifier, library_versions
-from textgate.packed import packed_logits, supports_packed
+from textgate.model import Classifier
 from textgate.predictions import Predictions, texts_fingerprint
 
-__all__ = ["DEFAULT_TOKEN_BUDGET", "MAX_BATCH_SIZE", "embed", "predict", "predict_interleaved", "time_interleaved"]
-
-# Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
-# that attention and activations stay in cache-friendly sizes (measured: benchmarks/throughput.py).
-DEFAULT_TOKEN_BUDGET = 4096
-# Upper bound on rows per batch so that a set of very short texts does not make one huge batch.
-MAX_BATCH_SIZE = 256
-# Padding-free batches: the attention grid (rows x longest row) may be this many times the
-# token budget; tweets of mixed length stay in one batch, one 512-token text does not take 255 along.
-PACKED_GRID_FACTOR = 2
-
-
-@dataclass(frozen=True)
-class _Batch:
-    rows: np.ndarray  # indices into the input texts
-    width: int  # padded length (for a packed batch: its longest row)
-    packed: bool = False  # run padding-free (textgate.packed) instead of padded
+__all__ = ["Run", "embed", "predict", "predict_interleaved", "time_interleaved"]
 
 
 def predict(
@@ -76,7 +71,7 @@ def predict_interleaved(
     machine (another process, thermal throttling) lands on every classifier alike and their
     latencies can be compared. Each result is exactly what :func:`predict` would return.
     """
-    runs = [_Run(classifier, texts, token_budget) for classifier in classifiers]
+    runs = [Run(classifier, texts, token_budget) for classifier in classifiers]
     if len(runs) > 1:
         # Without this the first classifier's first (widest) batch would also pay one-time
         # costs (allocator, kernel selection) and its p99 latency would look worse.
@@ -105,7 +100,7 @@ def time_interleaved(
     ``groups`` (one id per text) batches each group on its own (textgate.latency.timing_windows)."""
     if rounds < 1 or warmup_rounds < 0:
         raise ValueError(f"rounds must be >= 1 and warmup_rounds >= 0; got {rounds} and {warmup_rounds}.")
-    runs = [_Run(classifier, texts, token_budget, groups=groups) for classifier in classifiers]
+    runs = [Run(classifier, texts, token_budget, groups=groups) for classifier in classifiers]
     seconds = [np.zeros((rounds, len(run.batches))) for run in runs]
     with _progress_bar(len(texts) * len(runs) * (rounds + warmup_rounds), progress, what="timing") as advance:
         for round_index in range(-warmup_rounds, rounds):
@@ -117,7 +112,7 @@ def time_interleaved(
             for s, run in zip(seconds, runs, strict=True)]
 
 
-def _alternate(runs: Sequence[_Run], *, first: int = 0) -> Iterator[tuple[int, int]]:
+def _alternate(runs: Sequence[Run], *, first: int = 0) -> Iterator[tuple[int, int]]:
     """Run every batch of every run, the run with the smallest share of texts done next (ties:
     from ``first`` on); yields (run index, batch index) after each batch."""
     done = [0] * len(runs)
@@ -134,7 +129,7 @@ def _alternate(runs: Sequence[_Run], *, first: int = 0) -> Iterator[tuple[int, i
         yield turn, batch_index
 
 
-class _Run:
+class Run:
     """One classifier over the texts: tokenized and planned up front, then batch by batch."""
 
     def __init__(self, classifier: Classifier, texts: Sequence[str], token_budget: int, *,
@@ -144,12 +139,12 @@ class _Run:
                               f"The default is {DEFAULT_TOKEN_BUDGET}.", field="token_budget")
         started = time.perf_counter()
         self.classifier, self.texts, self.token_budget = classifier, texts, token_budget
-        self.encoded, self.lengths, self.truncated = _encode(classifier, texts)
-        _check_lengths(classifier, self.lengths)
+        self.encoded, self.lengths, self.truncated = encode(classifier, texts)
+        check_lengths(classifier, self.lengths)
         if groups is None:
-            self.batches = list(_plan_batches(self.lengths, classifier, token_budget))
+            self.batches = list(plan_batches(self.lengths, classifier, token_budget))
         else:
-            self.batches = _plan_grouped_batches(self.lengths, np.asarray(groups), classifier, token_budget)
+            self.batches = plan_grouped_batches(self.lengths, np.asarray(groups), classifier, token_budget)
         self.probabilities = np.zeros((len(texts), len(classifier.label_names)), dtype=np.float32)
         self.seconds = np.zeros(len(self.batches))
         self.tokenize_seconds = time.perf_counter() - started
@@ -157,13 +152,13 @@ class _Run:
     def warm_up(self) -> None:
         """Run the first batch once, untimed and discarded."""
         if self.batches:
-            _run_batch(self.classifier, self.encoded, self.batches[0])
+            run_batch(self.classifier, self.encoded, self.batches[0])
 
     def run_batch(self, i: int) -> float:
         """Run batch ``i``, keep its probabilities and wall time, and return the time."""
         batch = self.batches[i]
         started = time.perf_counter()
-        self.probabilities[batch.rows] = _run_batch(self.classifier, self.encoded, batch)
+        self.probabilities[batch.rows] = run_batch(self.classifier, self.encoded, batch)
         self.seconds[i] = time.perf_counter() - started
         return float(self.seconds[i])
 
@@ -187,139 +182,6 @@ class _Run:
             model_fingerprint=self.classifier.fingerprint,
             data_fingerprint=texts_fingerprint(self.texts),
         )
-
-
-def _encode(classifier: Classifier, texts: Sequence[str]) -> tuple[dict[str, list[list[int]]], np.ndarray, np.ndarray]:
-    """Token ids of every text (the spec's truncation applied), tokens per text, and which
-    texts truncation cut. Shared by the offline engine and the server's micro-batcher."""
-    encoded = _tokenize(classifier, texts)
-    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
-    return encoded, lengths, _truncated(classifier, texts, lengths)
-
-
-def _tokenize(classifier: Classifier, texts: Sequence[str]) -> dict[str, list[list[int]]]:
-    if not texts:
-        return {"input_ids": []}
-    return classifier.tokenizer(
-        list(texts),
-        truncation=classifier.spec.truncation,
-        max_length=classifier.max_length if classifier.spec.truncation else None,
-        padding=False,
-        return_attention_mask=False,
-    )
-
-
-def _truncated(classifier: Classifier, texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
-    """Which texts lost tokens to truncation. Only texts that reached the limit can have, so
-    only those are tokenized again without truncation."""
-    truncated = np.zeros(len(texts), dtype=bool)
-    at_limit = np.flatnonzero(lengths >= classifier.max_length) if classifier.spec.truncation else []
-    if len(at_limit):
-        full = classifier.tokenizer([texts[i] for i in at_limit], truncation=False, padding=False,
-                                    return_attention_mask=False, verbose=False)["input_ids"]
-        truncated[at_limit] = [len(ids) > classifier.max_length for ids in full]
-    return truncated
-
-
-def _check_lengths(classifier: Classifier, lengths: np.ndarray) -> None:
-    too_long = np.flatnonzero(lengths > classifier.max_length)
-    if too_long.size:
-        rows = ", ".join(str(r + 1) for r in too_long[:10])
-        raise DataError(
-            f"{too_long.size} texts are longer than max_length {classifier.max_length} tokens "
-            f"(rows {rows}{', ...' if too_long.size > 10 else ''}) and the ModelSpec sets "
-            "truncation = false. Set truncation = true (what pipelines usually do) or shorten them.",
-            field="truncation",
-        )
-
-
-def _plan_batches(lengths: np.ndarray, classifier: Classifier, token_budget: int) -> Iterator[_Batch]:
-    """Longest first, so a batch that does not fit in memory fails at once, not at the end."""
-    order = np.argsort(-lengths, kind="stable")
-    fixed_width = classifier.max_length if classifier.spec.padding == "max_length" else None
-    start = 0
-    while start < len(order):
-        width = fixed_width or int(lengths[order[start]])
-        size = max(1, min(MAX_BATCH_SIZE, token_budget // max(width, 1)))
-        rows = order[start : start + size]
-        yield _Batch(rows=rows, width=width)
-        start += size
-
-
-def _plan_grouped_batches(lengths: np.ndarray, groups: np.ndarray, classifier: Classifier,
-                          token_budget: int) -> list[_Batch]:
-    """Each group batched on its own, rows mapped back to positions in the whole input."""
-    batches = []
-    for group in np.unique(groups):
-        members = np.flatnonzero(groups == group)
-        for batch in _plan_batches(lengths[members], classifier, token_budget):
-            batches.append(_Batch(rows=members[batch.rows], width=batch.width, packed=batch.packed))
-    return batches
-
-
-def _can_pack(classifier: Classifier) -> bool:
-    """Whether the padding-free forward reproduces this classifier's padded one."""
-    return classifier.spec.padding == "longest" and supports_packed(classifier.model)
-
-
-def _plan_packed_batches(lengths: np.ndarray, token_budget: int) -> Iterator[_Batch]:
-    """Batches for the padding-free forward: longest first, bounded by *real* tokens, and the
-    padded attention grid (rows x longest row) by PACKED_GRID_FACTOR x the budget, so one long
-    text among many short ones does not make a huge attention matrix."""
-    order = np.argsort(-lengths, kind="stable")
-    start = 0
-    while start < len(order):
-        end, tokens, width = start, 0, int(lengths[order[start]])
-        max_rows = min(MAX_BATCH_SIZE, max(1, PACKED_GRID_FACTOR * token_budget // max(width, 1)))
-        while end < len(order) and end - start < max_rows and (end == start or tokens + lengths[order[end]] <= token_budget):
-            tokens += int(lengths[order[end]])
-            end += 1
-        yield _Batch(rows=order[start:end], width=width, packed=True)
-        start = end
-
-
-def _autocast(classifier: Classifier) -> torch.autocast:
-    """CPU bfloat16 autocast for bfloat16 specs (matmuls in bfloat16, softmax and layer norms in
-    float32); a no-op context for float32 ones."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=classifier.spec.dtype == "bfloat16")
-
-
-def _run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: _Batch) -> np.ndarray:
-    with torch.inference_mode(), _autocast(classifier):
-        if batch.packed:
-            types = encoded.get("token_type_ids")
-            logits = packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
-                                   [types[r] for r in batch.rows] if types is not None else None)
-        else:
-            logits = classifier.model(**_collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)).logits
-    return _probabilities(classifier, logits)
-
-
-def _probabilities(classifier: Classifier, logits: torch.Tensor) -> np.ndarray:
-    """Float32 softmax of the logits divided by the classifier's temperature (1.0 unless its
-    ModelSpec names a calibration file). Every forward path ends here."""
-    logits = logits.float()
-    if classifier.temperature != 1.0:
-        logits = logits / classifier.temperature
-    return torch.softmax(logits, dim=-1).numpy()
-
-
-def _collate(encoded: dict[str, list[list[int]]], batch: _Batch, *, pad_id: int) -> dict[str, torch.Tensor]:
-    n = len(batch.rows)
-    ids = np.full((n, batch.width), pad_id, dtype=np.int64)
-    mask = np.zeros((n, batch.width), dtype=np.int64)
-    for out_row, row in enumerate(batch.rows):
-        tokens = encoded["input_ids"][row]
-        ids[out_row, : len(tokens)] = tokens
-        mask[out_row, : len(tokens)] = 1
-    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-    if "token_type_ids" in encoded:
-        types = np.zeros((n, batch.width), dtype=np.int64)
-        for out_row, row in enumerate(batch.rows):
-            segment = encoded["token_type_ids"][row]
-            types[out_row, : len(segment)] = segment
-        inputs["token_type_ids"] = torch.from_numpy(types)
-    return inputs
 
 
 class _progress_bar:
@@ -356,7 +218,7 @@ class _progress_bar:
         return False
 
 
-def _run_settings(classifier: Classifier, token_budget: int, batches: list[_Batch], tokenize_s: float) -> dict:
+def _run_settings(classifier: Classifier, token_budget: int, batches: list[Batch], tokenize_s: float) -> dict:
     return {
         "model": classifier.settings(),
         "engine": {
@@ -399,14 +261,14 @@ def embed(
     """
     if token_budget < 1:
         raise ValueError(f"token_budget must be a positive number of tokens; got {token_budget}.")
-    encoded, lengths, _ = _encode(classifier, texts)
-    _check_lengths(classifier, lengths)
+    encoded, lengths, _ = encode(classifier, texts)
+    check_lengths(classifier, lengths)
     out: np.ndarray | None = None
     pad_id = classifier.tokenizer.pad_token_id or 0
     with _progress_bar(len(texts), progress, what="embedding") as advance:
-        for batch in _plan_batches(lengths, classifier, token_budget):
-            inputs = _collate(encoded, batch, pad_id=pad_id)
-            with torch.inference_mode(), _autocast(classifier):
+        for batch in plan_batches(lengths, classifier, token_budget):
+            inputs = collate(encoded, batch, pad_id=pad_id)
+            with torch.inference_mode(), autocast(classifier):
                 hidden = _last_hidden_state(classifier.model, inputs).float()
             mask = inputs["attention_mask"].unsqueeze(-1).float()
             pooled = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).numpy()

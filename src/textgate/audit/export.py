@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from textgate.audit import AuditResult, Finding
+from textgate.audit.find import AuditResult, Finding
 from textgate.outputs import atomic_path, write_text_atomic
 
 __all__ = [
@@ -160,7 +160,7 @@ def _pair_key(given: str, likely: str) -> str:
 def render_review_html(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
     """One self-contained page: the estimate per label pair and the ranked issues, filterable
     by (given, suggested) pair. Every text is escaped; nothing is fetched."""
-    from textgate.html import escape, html_table, render_page
+    from textgate.report.html import escape, html_table, render_page
 
     estimated = summary.get("estimated_issues")
     head = (f"<h1>textgate audit</h1><h2>{len(records):,} likely label errors flagged among "

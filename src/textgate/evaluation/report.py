@@ -1,30 +1,21 @@
 """Render an EvalReport: report.json, report.md, and a rich table in the terminal.
 
-Both human renderers draw the same `Table`s, so the terminal and the Markdown never disagree.
+Both human renderers draw the same `Table`s (:mod:`textgate.report.tables`), so the terminal and the Markdown never disagree.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textgate.evaluation import EvalReport, accuracy_ci95
+from textgate.evaluation.run import EvalReport, accuracy_ci95
 from textgate.hardware import hardware_line
 from textgate.outputs import write_text_atomic
+from textgate.report.tables import Table, markdown_table, print_tables
 
-__all__ = ["Table", "eval_tables", "markdown_table", "render_markdown", "render_terminal", "write_eval_reports"]
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    caption: str = ""
+__all__ = ["eval_tables", "render_markdown", "render_terminal", "write_eval_reports"]
 
 
 def _pct(value: float | None) -> str:
@@ -151,14 +142,6 @@ def _settings_lines(report: EvalReport) -> list[str]:
     return lines
 
 
-def markdown_table(table: Table) -> list[str]:
-    """The lines of ``table`` as a Markdown table: header, separator, rows (``|`` in a cell
-    escaped). Title and caption are the caller's, as each report places them its own way."""
-    lines = ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows]
-    return lines
-
-
 def render_markdown(report: EvalReport) -> str:
     m = report.classification
     out = [
@@ -175,21 +158,6 @@ def render_markdown(report: EvalReport) -> str:
         out += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
     out += ["## Run", ""] + [f"- {line}" for line in _settings_lines(report)] + [""]
     return "\n".join(out)
-
-
-def print_tables(tables: Sequence[Table], notes: Sequence[str], console: Any) -> None:
-    """Print ``tables`` with rich (first column left, the rest right-aligned), then the notes."""
-    from rich.table import Table as RichTable
-
-    for table in tables:
-        rich_table = RichTable(title=table.title, caption=table.caption or None, title_justify="left")
-        for i, header in enumerate(table.headers):
-            rich_table.add_column(header, justify="left" if i == 0 else "right")
-        for row in table.rows:
-            rich_table.add_row(*row)
-        console.print(rich_table)
-    for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
 
 
 def render_terminal(report: EvalReport, console: Any) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 
 from textgate.data import Dataset
 from textgate.errors import DataError
-from textgate.hardware import settings_notes
-from textgate.metrics import (
+from textgate.evaluation.metrics import (
     CalibrationMetrics,
     ClassificationMetrics,
     LatencyMetrics,
@@ -21,6 +20,7 @@ from textgate.metrics import (
     slice_metrics,
     wilson_interval,
 )
+from textgate.hardware import settings_notes
 from textgate.predictions import Predictions, texts_fingerprint
 from textgate.slices import SliceSpec, slice_masks
 

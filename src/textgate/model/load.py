@@ -1,124 +1,54 @@
-"""ModelSpec -> loaded classifier, safely.
-
-A MODEL argument is resolved in this fixed order (the first reading that applies wins, and
-the CLI prints which one was used):
-
-1. a path to an existing ``.toml`` file: a ModelSpec file (relative paths inside it are
-   relative to the file);
-2. ``pkg:PACKAGE/SUB/FOLDER``: a folder inside an installed Python package;
-3. a path to an existing folder: a local Hugging Face model folder;
-4. a Hugging Face Hub id (``org/name``): fetched or read from the local cache through
-   huggingface_hub, with the resolved commit recorded.
+"""Safe loading: a ModelSpec -> a loaded classifier, or a ModelLoadError saying why not.
 
 Loading is safe by default: safetensors weights only (pickle files can run arbitrary code),
 no remote code, and no silently random classification head or ``LABEL_k`` label names; a
 ``label_map`` names one class per head output and renames none of config.json's names (unless
 ``override_id2label``), and every token id the tokenizer can produce fits the embeddings.
 The fingerprint covers every file in the model and adapter folders that loading may read
-(``model_files``; docs/model-spec.md lists the ModelSpec keys and checks).
-This is the only module that imports ``transformers`` and ``peft``.
+(``model_files``; docs/model-spec.md lists the ModelSpec keys and checks). A spec's lock file
+is enforced and its calibration file read here (their formats: ``lock_file``,
+``calibration_file``). This package is the only one that imports ``transformers`` and ``peft``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import importlib.util
 import json
-import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
-
-from textgate.config import read_toml, validate_table
 from textgate.errors import ConfigError, ModelLoadError
-
-if TYPE_CHECKING:
-    from textgate.calibration import CalibrationFile
+from textgate.model.calibration_file import (
+    CalibrationFile,
+    check_calibration_labels,
+    read_calibration_file,
+)
+from textgate.model.files import (
+    PICKLE_WEIGHT_NAMES,
+    TOKENIZER_FILES,
+    check_safetensors_header,
+    files_digest,
+    model_files,
+    read_json,
+    safetensors_header,
+)
+from textgate.model.lock_file import enforce_lock
+from textgate.model.spec import ModelSource, ModelSpec, resolve_source
 
 __all__ = [
     "Classifier",
     "ModelIdentity",
-    "ModelSource",
-    "ModelSpec",
     "effective_max_length",
-    "file_sha256",
     "identify_model",
-    "is_pinned_file",
-    "library_versions",
     "load_classifier",
-    "load_model_spec",
-    "mc_dropout_mode",
-    "model_files",
     "model_label_names",
-    "model_spec_from_table",
-    "read_json",
-    "resolve_model_argument",
-    "resolve_source",
 ]
 
-PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "adapter_model.bin", "model.pt", "model.pth", "model.ckpt")
-# What a lock pins and the fingerprint hashes (``model_files``): every regular file under the
-# model and adapter folders, recursively (remote code imports its neighbours; tokenizers read
-# vocab, merges, .tiktoken, .jinja... files of many names), except these, which loading never
-# reads: hidden files and folders (.git, .cache, .gitattributes), files and folders named in
-# UNPINNED_NAMES (bytecode, model cards, the adapter's training record), lock files (a lock in
-# the folder cannot pin itself), textgate's own TOML files (transformers reads none; a ModelSpec
-# kept in its model folder must be able to gain a `lock =` line) and weights for other runtimes
-# (a Hub snapshot may hold them from other downloads). docs/lock.md lists them.
-UNPINNED_NAMES = frozenset({"README.md", "training.json", "__pycache__"})
-UNPINNED_SUFFIXES = (".lock", ".toml", ".onnx", ".onnx_data", ".h5", ".msgpack", ".ot", ".tflite", ".gguf")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
-
-
-class ModelSpec(BaseModel):
-    """How production runs a classifier: weights, revision, adapter, precision, tokenizer settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = Field(description="local folder, 'pkg:package/folder', or Hub id")
-    revision: str | None = Field(None, description="Hub branch, tag or commit (Hub ids only)")
-    adapter: str | None = Field(None, description="PEFT adapter folder applied on top of model")
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    max_length: StrictInt | None = Field(None, ge=1, description="token limit; default: the model's")
-    padding: Literal["longest", "max_length"] = "longest"
-    truncation: StrictBool = True
-    label_map: dict[int, str] | None = Field(None, description="class id -> label name")
-    override_id2label: StrictBool = Field(
-        False, description="let label_map rename classes that config.json's id2label already names")
-    allow_pickle: StrictBool = False
-    trust_remote_code: StrictBool = False
-    calibration: str | None = Field(
-        None, description="calibration TOML written by `textgate calibrate` (temperature applied to logits)")
-    lock: str | None = Field(None, description="textgate.lock file; loading refuses files whose hashes differ")
-
-    def settings(self) -> dict[str, Any]:
-        """The spec as plain JSON values, for records and reports."""
-        return self.model_dump(mode="json")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model string was found: how it was read and the folder it resolved to."""
-
-    reading: Literal["package", "folder", "hub"]
-    path: Path
-    revision: str | None = None  # resolved commit for Hub ids
-
-    def describe(self) -> str:
-        if self.reading == "hub":
-            return f"Hub model at commit {self.revision} (cached in {self.path})"
-        return f"{'package folder' if self.reading == 'package' else 'local folder'} {self.path}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,136 +78,6 @@ class Classifier:
         }
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of everything that can change a prediction, for records, reports and cache keys.
-
-    Read from package metadata, so asking does not import torch or transformers."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for package in ("torch", "transformers", "tokenizers", "peft", "textgate"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-# --- reading a MODEL argument -------------------------------------------------------------
-
-
-def load_model_spec(path: Path | str) -> ModelSpec:
-    """Read a ModelSpec TOML file; relative local paths in it are made relative to the file."""
-    path = Path(path)
-    return model_spec_from_table(read_toml(path, what="ModelSpec file"), base=path.parent, origin=str(path))
-
-
-def model_spec_from_table(raw: dict[str, Any], *, base: Path, origin: str) -> ModelSpec:
-    """Validate a ModelSpec table read from a file in ``base`` (a spec file, a lock file);
-    relative local paths in it are made relative to ``base``."""
-    spec = _validate_spec(raw, origin=origin)
-    return spec.model_copy(update=_relative_paths(spec, base))
-
-
-def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
-    return validate_table(ModelSpec, raw, origin=origin)
-
-
-def _relative_paths(spec: ModelSpec, base: Path) -> dict[str, str]:
-    updates = {}
-    for field in ("adapter", "calibration", "lock"):
-        value = getattr(spec, field)
-        if value and not Path(value).is_absolute():
-            updates[field] = str((base / value).resolve())
-    local = base / spec.model
-    if not spec.model.startswith("pkg:") and not Path(spec.model).is_absolute() and local.exists():
-        updates["model"] = str(local.resolve())
-    return updates
-
-
-def resolve_model_argument(argument: str, **overrides: Any) -> tuple[ModelSpec, str]:
-    """Turn a CLI MODEL argument into a ModelSpec, and say which reading was used."""
-    path = Path(argument)
-    if argument.endswith(".toml"):
-        if not path.is_file():
-            raise ConfigError(f"MODEL {argument!r} looks like a ModelSpec file but does not exist.",
-                              field="MODEL", path=argument)
-        spec = load_model_spec(path)
-        reading = f"ModelSpec file {path}"
-    else:
-        spec = _validate_spec({"model": argument}, origin="MODEL")
-        reading = f"model {argument!r}"
-    if overrides := {k: v for k, v in overrides.items() if v is not None}:
-        spec = _validate_spec({**spec.model_dump(), **overrides}, origin="command-line options")
-    return spec, reading
-
-
-def resolve_source(spec: ModelSpec) -> ModelSource:
-    """Find the folder holding the model's files (see the module docstring for the order)."""
-    name = spec.model
-    if name.startswith("pkg:"):
-        return ModelSource("package", _package_folder(name))
-    if Path(name).is_dir():
-        return ModelSource("folder", Path(name).resolve())
-    if _HUB_ID.match(name) and not Path(name).exists():
-        return _hub_snapshot(name, spec.revision, allow_pickle=spec.allow_pickle)
-    raise ModelLoadError(
-        f"Cannot read model {name!r}: it is not a ModelSpec .toml file, not 'pkg:PACKAGE/FOLDER', "
-        "not an existing folder, and not a Hub id of the form 'org/name'. Pass a folder that "
-        "holds config.json and the weights, or a Hub id.",
-        path=name,
-    )
-
-
-def _package_folder(name: str) -> Path:
-    package, _, inner = name.removeprefix("pkg:").partition("/")
-    found = importlib.util.find_spec(package) if package.isidentifier() else None
-    if found is None or found.origin is None:
-        raise ModelLoadError(
-            f"Model {name!r} names Python package {package!r}, which is not installed; install it "
-            f"(e.g. pip install {package.replace('_', '-')}) or pass a folder.",
-            path=name,
-        )
-    folder = Path(found.origin).parent / inner
-    if not folder.is_dir():
-        raise ModelLoadError(f"Model {name!r}: package {package!r} has no folder {inner!r} "
-                             f"(looked in {folder}).", path=name)
-    return folder
-
-
-def _hub_snapshot(repo_id: str, revision: str | None, *, allow_pickle: bool) -> ModelSource:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision,
-                                        ignore_patterns=_hub_ignore_patterns(allow_pickle)))
-    except LocalEntryNotFoundError as exc:
-        raise ModelLoadError(
-            f"Hub model {repo_id!r} (revision {revision or 'main'}) is not in the local cache and "
-            "the Hub cannot be reached (offline?). Download it once where the Hub is reachable, "
-            "or pass a local folder.",
-            path=repo_id,
-        ) from exc
-    except HfHubHTTPError as exc:
-        raise ModelLoadError(f"Hub model {repo_id!r}: {exc}", path=repo_id) from exc
-    # The snapshot folder is named after the commit the revision resolved to.
-    return ModelSource("hub", folder, revision=folder.name)
-
-
-def _hub_ignore_patterns(allow_pickle: bool) -> list[str]:
-    """Every file a lock would pin is fetched (the loader may read any of them); not the
-    unpinned ones, and pickle files only when allowed."""
-    names = [".*", *UNPINNED_NAMES]  # fnmatch: "*" also matches "/"
-    patterns = [pattern for name in names for pattern in (name, f"*/{name}", f"{name}/*", f"*/{name}/*")]
-    patterns += [f"*{suffix}" for suffix in UNPINNED_SUFFIXES]
-    return patterns + ([] if allow_pickle else sorted({f"*{Path(name).suffix}" for name in PICKLE_WEIGHT_NAMES}))
-
-
-# --- loading --------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ModelIdentity:
     """What decides a classifier's outputs, known without loading it: its files and settings."""
@@ -301,11 +101,9 @@ def identify_model(spec: ModelSpec, *, source: ModelSource | None = None) -> Mod
     _check_model_folder(source.path, spec)
     adapter_path = _check_adapter_folder(spec) if spec.adapter else None
     files = model_files(source.path, adapter_path)
-    if spec.lock:  # refuse files whose sha256 differs from the lock (textgate.lock imports this module)
-        from textgate.lock import enforce_lock
-
+    if spec.lock:  # refuse files whose sha256 differs from the lock
         enforce_lock(spec, files)
-    weights_sha = _files_digest(files)
+    weights_sha = files_digest(files)
     calibration = _read_calibration(spec, weights_sha)
     temperature = None if calibration is None else calibration.temperature
     fingerprint = _fingerprint(weights_sha, spec, temperature=temperature)
@@ -336,8 +134,6 @@ def load_classifier(spec: ModelSpec | ModelIdentity) -> Classifier:
     label_names = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
     temperature = 1.0
     if identity.calibration is not None:
-        from textgate.calibration import check_calibration_labels
-
         check_calibration_labels(identity.calibration, Path(spec.calibration), label_names)
         temperature = identity.calibration.temperature
     return Classifier(
@@ -366,7 +162,7 @@ def _check_model_folder(folder: Path, spec: ModelSpec) -> None:
 def _check_weight_files(folder: Path, what: str, expected: str, allow_pickle: bool) -> None:
     if any(folder.glob("*.safetensors")):
         for weights in folder.glob("*.safetensors"):
-            _check_safetensors_header(weights)
+            check_safetensors_header(weights)
         return
     pickles = [p.name for p in folder.iterdir() if p.name in PICKLE_WEIGHT_NAMES]
     if pickles and not allow_pickle:
@@ -380,40 +176,6 @@ def _check_weight_files(folder: Path, what: str, expected: str, allow_pickle: bo
     if not pickles:
         raise ModelLoadError(f"No weights in {folder}: expected {expected}. Was the {what} saved "
                              "completely?", path=folder)
-
-
-def _check_safetensors_header(path: Path) -> None:
-    """Read the header (8-byte length + JSON) and check that every tensor's bytes are present:
-    catches truncated and garbled files without importing torch or reading the weights."""
-    size = path.stat().st_size
-    try:
-        header_length, header = _read_safetensors_header(path, size)
-        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
-        if not ends:
-            raise ValueError("it holds no tensors")
-        if 8 + header_length + max(ends) > size:
-            raise ValueError(f"the tensors need {8 + header_length + max(ends)} bytes but the file has {size}")
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(
-            f"Weights file {path} is corrupt or truncated ({exc}). Re-download or re-export it.",
-            path=path,
-        ) from exc
-
-
-def _read_safetensors_header(path: Path, size: int) -> tuple[int, dict[str, Any]]:
-    with path.open("rb") as handle:
-        header_length = int.from_bytes(handle.read(8), "little")
-        if not 2 <= header_length <= size - 8:
-            raise ValueError(f"header length {header_length} does not fit a {size}-byte file")
-        header = json.loads(handle.read(header_length))
-    if not isinstance(header, dict):
-        raise TypeError("its header is not a JSON object")
-    return header_length, header
-
-
-def _safetensors_header(path: Path) -> dict[str, Any]:
-    """The header of a file ``_check_safetensors_header`` accepted."""
-    return _read_safetensors_header(path, path.stat().st_size)[1]
 
 
 def _check_adapter_folder(spec: ModelSpec) -> Path:
@@ -445,15 +207,6 @@ def _load_config(folder: Path, spec: ModelSpec) -> Any:
         raise ModelLoadError(f"Cannot read {folder / 'config.json'}: {exc}", path=folder) from exc
     _apply_label_map(config, spec, folder)
     return config
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A model folder's JSON file; invalid JSON is a ModelLoadError naming the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not valid JSON ({exc}); the file is corrupt. "
-                             "Re-download or re-export the model.", path=path) from exc
 
 
 def _apply_label_map(config: Any, spec: ModelSpec, folder: Path) -> None:
@@ -530,7 +283,7 @@ def _head_outputs(folder: Path) -> tuple[int, str] | None:
     """(outputs, where) of the classification head in ``folder``'s safetensors files; None when
     they hold none (a bare encoder, pickle weights, an architecture with another head name)."""
     for weights in sorted(folder.glob("*.safetensors")):
-        for key, entry in _safetensors_header(weights).items():
+        for key, entry in safetensors_header(weights).items():
             shape = entry.get("shape") if isinstance(entry, dict) else None
             if (any(key == name or key.endswith(f".{name}") for name in _HEAD_OUTPUT_WEIGHTS)
                     and isinstance(shape, list) and len(shape) == 2):
@@ -679,62 +432,6 @@ def effective_max_length(spec: ModelSpec, tokenizer: Any, config: Any) -> int:
     return spec.max_length
 
 
-def _files_digest(files: Sequence[tuple[str, Path]]) -> str:
-    """SHA-256 over the names and bytes of every file that decides outputs (``model_files``)."""
-    digest = hashlib.sha256()
-    for key, path in files:
-        digest.update(f"{key}\0".encode())
-        digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
-
-
-def model_files(model_folder: Path, adapter_folder: Path | None) -> list[tuple[str, Path]]:
-    """Every file that can decide outputs, as ("model/config.json", path) pairs in a fixed
-    order: what the fingerprint hashes and a lock pins (``is_pinned_file``)."""
-    files = []
-    for label, folder in (("model", model_folder), ("adapter", adapter_folder)):
-        if folder is not None:
-            files += [(f"{label}/{path.relative_to(folder).as_posix()}", path) for path in _pinned_files(folder)]
-    return files
-
-
-def is_pinned_file(relative: PurePath) -> bool:
-    """Whether the file at ``relative`` (a path inside a model or adapter folder) is pinned: all
-    are, except hidden ones, those in or under ``UNPINNED_NAMES``, and ``UNPINNED_SUFFIXES``."""
-    return not (any(_unpinned_name(part) for part in relative.parts) or relative.name.endswith(UNPINNED_SUFFIXES))
-
-
-def _unpinned_name(name: str) -> bool:
-    return name.startswith(".") or name in UNPINNED_NAMES
-
-
-def _pinned_files(folder: Path) -> list[Path]:
-    """The pinned regular files under ``folder`` (symbolic links to files count; links to
-    folders are not followed), sorted; unpinned folders are not walked (.git can be large)."""
-    found = []
-    for root, folders, names in os.walk(folder):
-        folders[:] = [name for name in folders if not _unpinned_name(name)]
-        relative = Path(root).relative_to(folder)
-        found += [Path(root, name) for name in names if is_pinned_file(relative / name)]
-    return sorted(path for path in found if path.is_file())
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256 (hex), hashed once per process while its size and mtime stay the same."""
-    stat = path.stat()
-    return _file_sha256_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=512)
-def _file_sha256_cached(path: Path, size: int, mtime_ns: int) -> str:
-    """Size and modification time are part of the key, so an edited file is hashed again."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _fingerprint(weights_sha: str, spec: ModelSpec, *, temperature: float | None = None) -> str:
     """Weights plus every setting that changes outputs (not where the files live). With a
     calibration file its ``temperature`` changes outputs; the file's path does not. Without
@@ -754,36 +451,4 @@ def _read_calibration(spec: ModelSpec, weights_sha: str) -> CalibrationFile | No
     of the spec without calibration); None without one. The label names are checked at loading."""
     if spec.calibration is None:
         return None
-    from textgate.calibration import read_calibration_file
-
     return read_calibration_file(spec.calibration, model_fingerprint=_fingerprint(weights_sha, spec))
-
-
-@contextlib.contextmanager
-def mc_dropout_mode(classifier: Classifier, *, seed: int) -> Iterator[None]:
-    """Dropout active at inference (Monte Carlo dropout), seeded, restored on exit.
-
-    SDPA attention applies no dropout outside training, so attention switches to the eager
-    implementation. The attention modules read their own ``training`` flag (not their Dropout
-    child's), so dropout modules alone would leave attention dropout off: every module goes to
-    train mode except batch-norm layers, whose running statistics would otherwise move. torch's
-    global generator is seeded with ``seed`` and given back its state afterwards. It changes the
-    shared model object: do not use it on a classifier that is serving requests.
-    """
-    import torch
-
-    model = classifier.model
-    attention = model.config._attn_implementation
-    rng_state = torch.get_rng_state()
-    try:
-        model.set_attn_implementation("eager")
-        model.train()
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        torch.manual_seed(seed)
-        yield
-    finally:
-        model.eval()
-        model.set_attn_implementation(attention)
-        torch.set_rng_state(rng_state)

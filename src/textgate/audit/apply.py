@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textgate.audit_export import text_hash
+from textgate.audit.export import text_hash
 from textgate.data import (
-    _TABLE_SUFFIXES,
-    _TWEETEVAL_SUFFIX,
-    _name_lookup,
-    _open_text,
-    _table_format,
+    TABLE_SUFFIXES,
+    TWEETEVAL_SUFFIX,
+    label_lookup,
+    open_text,
     read_dataset,
+    table_format,
 )
 from textgate.errors import DataError
 
@@ -87,7 +87,7 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
         raise DataError(f"Corrections file {path.name} needs columns row, text_sha256 and corrected_label "
                         f"and/or accept; it has {', '.join(columns) or 'none'}. Edit the issues.csv that "
                         "'textgate audit' wrote.", field="corrections", path=path)
-    lookup = _name_lookup(tuple(label_names))
+    lookup = label_lookup(tuple(label_names))
     problems: list[str] = []
     changes: list[Correction] = []
     seen: dict[int, int] = {}
@@ -166,7 +166,7 @@ def apply_corrections(
     ``out_path`` and the changelog (default: ``<out_path stem>.changelog.csv``)."""
     data, out_path = Path(data), Path(out_path)
     # Cheap checks first: reading DATA may take a while.
-    in_kind = _kind(data) or _table_format(data)  # _table_format raises data.py's error for an unknown suffix
+    in_kind = _kind(data) or table_format(data)  # table_format raises data.py's error for an unknown suffix
     out_kind = _kind(out_path)
     wanted = "jsonl" if in_kind == "tweeteval" else in_kind
     if out_kind != wanted:
@@ -222,9 +222,9 @@ def _stem(path: Path) -> str:
 def _kind(path: Path) -> str | None:
     """"tweeteval", the table format data.py reads for ``path``'s suffix, or None if unsupported."""
     name = path.name.lower()
-    if name.endswith(_TWEETEVAL_SUFFIX):
+    if name.endswith(TWEETEVAL_SUFFIX):
         return "tweeteval"
-    return next((fmt for suffix, fmt in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
+    return next((fmt for suffix, fmt in TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
 
 
 def _open_for_writing(path: Path):
@@ -261,7 +261,7 @@ def _rewrite_to(data: Path, out: Path, kind: str, label_col: str, new_labels: di
     if kind == "parquet":
         _rewrite_parquet(data, out, label_col, new_labels, ids)
     elif kind == "jsonl":
-        with _open_text(data) as src, _open_for_writing(out) as dst:
+        with open_text(data) as src, _open_for_writing(out) as dst:
             row = 0
             for line in src:
                 if not line.strip():
@@ -273,7 +273,7 @@ def _rewrite_to(data: Path, out: Path, kind: str, label_col: str, new_labels: di
                 row += 1
     else:
         delimiter = "\t" if kind == "tsv" else ","
-        with _open_text(data) as src, _open_for_writing(out) as dst:
+        with open_text(data) as src, _open_for_writing(out) as dst:
             reader = csv.reader(src, delimiter=delimiter)
             writer = csv.writer(dst, delimiter=delimiter, lineterminator="\n")
             header = next(reader)

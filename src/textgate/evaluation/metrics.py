@@ -14,7 +14,6 @@ confusion matrix, and counted in ``invalid``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from textgate._internal.records import Record
+from textgate._internal.validation import (
+    as_labels,
+    check_label_names,
+    check_mask,
+    check_probabilities,
+    check_same_length,
+    encode_labels,
+    encode_true,
+    quote,
+)
 from textgate.errors import ConfigError, DataError
 
 __all__ = [
@@ -37,24 +47,23 @@ __all__ = [
     "Percentiles",
     "ReliabilityBin",
     "SliceMetrics",
+    "calibration_from_codes",
     "calibration_metrics",
     "check_probabilities",
+    "classification_from_codes",
     "classification_metrics",
+    "divide_or_zero",
+    "equal_width_index",
     "invalid_labels",
     "latency_metrics",
     "slice_metrics",
     "wilson_interval",
 ]
 
-# Softmax outputs stored as float32 drift from 1 by ~1e-7 per row; 1e-3 still catches logits,
-# unnormalized scores and columns that were dropped.
-ROW_SUM_TOLERANCE = 1e-3
 # Keeps log(0) finite when a model puts (numerically) zero mass on the true class.
 NLL_CLIP = 1e-12
 # Enough bins to see shape on a reliability diagram, few enough to keep most non-empty at N≈1000.
 DEFAULT_N_BINS = 15
-# How many offending values an error message quotes before summarizing the rest.
-_MAX_QUOTED = 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,32 +71,8 @@ _MAX_QUOTED = 5
 # ---------------------------------------------------------------------------------------------
 
 
-def _to_plain(value: Any) -> Any:
-    """Recursively convert records, tuples and numpy values to JSON-ready Python (NaN -> None)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, np.ndarray):
-        return _to_plain(value.tolist())
-    if isinstance(value, np.generic):
-        return _to_plain(value.item())
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class _Record:
-    """Mixin giving every result record the same JSON-ready ``to_dict``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
-
-
 @dataclass(frozen=True)
-class ClassMetrics(_Record):
+class ClassMetrics(Record):
     label: str
     precision: float
     recall: float
@@ -96,14 +81,14 @@ class ClassMetrics(_Record):
 
 
 @dataclass(frozen=True)
-class Averages(_Record):
+class Averages(Record):
     precision: float
     recall: float
     f1: float
 
 
 @dataclass(frozen=True)
-class InvalidLabels(_Record):
+class InvalidLabels(Record):
     """Predictions outside ``label_names``; ``values`` are (value, count), most frequent first."""
 
     count: int
@@ -112,7 +97,7 @@ class InvalidLabels(_Record):
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the confusion ndarray has no boolean ==
-class ClassificationMetrics(_Record):
+class ClassificationMetrics(Record):
     n: int
     accuracy: float
     per_class: tuple[ClassMetrics, ...]
@@ -125,7 +110,7 @@ class ClassificationMetrics(_Record):
 
 
 @dataclass(frozen=True)
-class Estimate(_Record):
+class Estimate(Record):
     """A value together with the exact estimator that produced it (binning changes ECE)."""
 
     value: float
@@ -133,7 +118,7 @@ class Estimate(_Record):
 
 
 @dataclass(frozen=True)
-class ReliabilityBin(_Record):
+class ReliabilityBin(Record):
     """One equal-width confidence bin (lower, upper]; means are NaN when ``count`` is 0."""
 
     lower: float
@@ -144,7 +129,7 @@ class ReliabilityBin(_Record):
 
 
 @dataclass(frozen=True)
-class CalibrationMetrics(_Record):
+class CalibrationMetrics(Record):
     n: int
     ece_equal_width: Estimate
     ece_equal_mass: Estimate
@@ -155,14 +140,14 @@ class CalibrationMetrics(_Record):
 
 
 @dataclass(frozen=True)
-class Percentiles(_Record):
+class Percentiles(Record):
     p50: float
     p95: float
     p99: float
 
 
 @dataclass(frozen=True)
-class LatencyMetrics(_Record):
+class LatencyMetrics(Record):
     batches: int
     examples: int
     total_seconds: float
@@ -172,7 +157,7 @@ class LatencyMetrics(_Record):
 
 
 @dataclass(frozen=True)
-class SliceMetrics(_Record):
+class SliceMetrics(Record):
     name: str
     size: int
     fraction: float
@@ -181,7 +166,7 @@ class SliceMetrics(_Record):
 
 
 @dataclass(frozen=True)
-class MetricInfo(_Record):
+class MetricInfo(Record):
     name: str
     higher_is_better: bool
     needs_probabilities: bool
@@ -215,122 +200,24 @@ METRICS: Mapping[str, MetricInfo] = dict(
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------------
-
-
-def _quote(values: Sequence[Any]) -> str:
-    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:_MAX_QUOTED])
-    return shown + (f" and {len(values) - _MAX_QUOTED} more" if len(values) > _MAX_QUOTED else "")
-
-
-def _check_label_names(label_names: Sequence[str]) -> tuple[str, ...]:
-    names = tuple(str(n) for n in label_names)
-    if not names:
-        raise DataError("label_names is empty; it must list the K >= 1 class names in display "
-                        "order. Pass the model's label names.", field="label_names")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(f"label_names must be unique; got duplicates {_quote(duplicates)}. "
-                        "Remove the repeated names.", field="label_names")
-    return names
-
-
-def _as_labels(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=object)
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be a 1-D sequence of label names; got an array of shape "
-                        f"{arr.shape}. Pass one label per example.", field=name)
-    if arr.size == 0:
-        raise DataError(f"{name} is empty; metrics need at least one example. Check the dataset "
-                        "split and any filters.", field=name)
-    return arr
-
-
-def _encode(labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Index of each label in ``names``, -1 for labels outside it."""
-    index = {n: i for i, n in enumerate(names)}
-    return np.fromiter((index.get(v, -1) for v in labels), dtype=np.int64, count=labels.size)
-
-
-def _encode_true(y_true: Any, names: tuple[str, ...]) -> np.ndarray:
-    labels = _as_labels(y_true, "y_true")
-    codes = _encode(labels, names)
-    if (codes < 0).any():
-        unknown, counts = np.unique(labels[codes < 0].astype(str), return_counts=True)
-        listed = ", ".join(f"{str(u)!r} ({c})" for u, c in list(zip(unknown, counts))[:_MAX_QUOTED])
-        more = f" and {len(unknown) - _MAX_QUOTED} more" if len(unknown) > _MAX_QUOTED else ""
-        raise DataError(f"y_true must contain only labels in label_names {list(names)}; got unknown "
-                        f"labels {listed}{more}. Fix the dataset's label column or pass the full "
-                        "label set as label_names.", field="y_true")
-    return codes
-
-
-def _check_same_length(n_true: int, n_other: int, name: str) -> None:
-    if n_true != n_other:
-        raise DataError(f"{name} must have one entry per example of y_true ({n_true}); got "
-                        f"{n_other}. Pass predictions made on the same dataset, in the same order.",
-                        field=name)
-
-
-def _check_class_id_values(ids: np.ndarray, k: int, *, columns: str) -> None:
-    """``ids`` (labels as class ids) are integers in 0..k-1; ``columns`` names what they index."""
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise DataError(f"labels must be integer class ids 0..{k - 1}; got dtype {ids.dtype}. Convert label "
-                        "names to their column index first (textgate.audit.label_ids).", field="labels")
-    bad = np.flatnonzero((ids < 0) | (ids >= k))
-    if bad.size:
-        raise DataError(f"labels must be class ids in 0..{k - 1} (one per {columns} column); rows "
-                        f"{bad[:5].tolist()} hold {ids[bad[:5]].tolist()} ({bad.size} out of range). Check that "
-                        f"the {columns} have a column for every class.", field="labels", row=int(bad[0]))
-
-
-def check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
-    """``probabilities`` as an (n, k) float64 array; DataError unless finite, >= 0, rows summing to 1."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.shape != (n, k):
-        raise DataError(f"probabilities must have shape (N, K) = ({n}, {k}): one row per example, "
-                        f"one column per label in label_names order; got shape {p.shape}.",
-                        field="probabilities")
-    bad_rows = np.flatnonzero(~np.isfinite(p).all(axis=1))
-    if bad_rows.size:
-        raise DataError(f"probabilities must be finite; rows {_quote(bad_rows.tolist())} contain NaN "
-                        "or infinity. Check the model's outputs for those examples.",
-                        field="probabilities")
-    negative_rows = np.flatnonzero((p < 0).any(axis=1))
-    if negative_rows.size:
-        raise DataError(f"probabilities must be >= 0; rows {_quote(negative_rows.tolist())} have "
-                        "negative entries. Pass softmax outputs, not logits.", field="probabilities")
-    sums = p.sum(axis=1)
-    off_rows = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
-    if off_rows.size:
-        first = off_rows[0]
-        raise DataError(f"probabilities rows must sum to 1 (within {ROW_SUM_TOLERANCE}); "
-                        f"{off_rows.size} rows do not, e.g. row {first} sums to {sums[first]:.6g}. "
-                        "Apply softmax to logits, and keep a column for every label.",
-                        field="probabilities")
-    return p
-
-
-# ---------------------------------------------------------------------------------------------
 # Classification
 # ---------------------------------------------------------------------------------------------
 
 
 def classification_metrics(y_true: Any, y_pred: Any, *, label_names: Sequence[str]) -> ClassificationMetrics:
     """Accuracy, per-class/macro/weighted precision-recall-F1, confusion and invalid predictions."""
-    names = _check_label_names(label_names)
-    true_codes = _encode_true(y_true, names)
-    predicted = _as_labels(y_pred, "y_pred")
-    _check_same_length(true_codes.size, predicted.size, "y_pred")
-    return _classification(true_codes, predicted, names)
+    names = check_label_names(label_names)
+    true_codes = encode_true(y_true, names)
+    predicted = as_labels(y_pred, "y_pred")
+    check_same_length(true_codes.size, predicted.size, "y_pred")
+    return classification_from_codes(true_codes, predicted, names)
 
 
 def invalid_labels(y_pred: Any, *, label_names: Sequence[str]) -> InvalidLabels:
     """Count the predictions that are not one of ``label_names`` (e.g. raw ``LABEL_2``)."""
-    names = _check_label_names(label_names)
-    predicted = _as_labels(y_pred, "y_pred")
-    return _invalid(predicted, _encode(predicted, names))
+    names = check_label_names(label_names)
+    predicted = as_labels(y_pred, "y_pred")
+    return _invalid(predicted, encode_labels(predicted, names))
 
 
 def wilson_interval(successes: int, n: int, *, z: float = 1.959964) -> tuple[float, float]:
@@ -354,15 +241,15 @@ def _invalid(predicted: np.ndarray, codes: np.ndarray) -> InvalidLabels:
     return InvalidLabels(count=int(bad.size), rate=bad.size / predicted.size, values=pairs)
 
 
-def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def divide_or_zero(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 0.0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     safe = np.where(denominator > 0, denominator, 1)
     return np.where(denominator > 0, numerator / safe, 0.0)
 
 
-def _classification(true_codes: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> ClassificationMetrics:
+def classification_from_codes(true_codes: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> ClassificationMetrics:
     k, n = len(names), true_codes.size
-    pred_codes = _encode(predicted, names)
+    pred_codes = encode_labels(predicted, names)
     valid = pred_codes >= 0
     confusion = np.bincount(true_codes[valid] * k + pred_codes[valid], minlength=k * k).reshape(k, k)
     confusion = confusion.astype(np.int64)
@@ -371,9 +258,9 @@ def _classification(true_codes: np.ndarray, predicted: np.ndarray, names: tuple[
     predicted_count = confusion.sum(axis=0).astype(np.float64)
     # Support from y_true itself: examples with an invalid prediction are absent from `confusion`.
     support = np.bincount(true_codes, minlength=k).astype(np.float64)
-    precision = _divide(tp, predicted_count)
-    recall = _divide(tp, support)
-    f1 = _divide(2 * tp, support + predicted_count)
+    precision = divide_or_zero(tp, predicted_count)
+    recall = divide_or_zero(tp, support)
+    f1 = divide_or_zero(2 * tp, support + predicted_count)
     per_class = tuple(
         ClassMetrics(names[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
         for i in range(k)
@@ -415,16 +302,16 @@ def calibration_metrics(
     y_true: Any, probabilities: Any, *, label_names: Sequence[str], n_bins: int = DEFAULT_N_BINS
 ) -> CalibrationMetrics:
     """Top-label ECE (two binnings), MCE, Brier score, NLL and an equal-width reliability table."""
-    names = _check_label_names(label_names)
+    names = check_label_names(label_names)
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ConfigError(f"n_bins must be an integer >= 1; got {n_bins!r}. The usual value is "
                           f"{DEFAULT_N_BINS}.", field="n_bins")
-    true_codes = _encode_true(y_true, names)
+    true_codes = encode_true(y_true, names)
     p = check_probabilities(probabilities, true_codes.size, len(names))
-    return _calibration(true_codes, p, int(n_bins))
+    return calibration_from_codes(true_codes, p, int(n_bins))
 
 
-def _calibration(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -> CalibrationMetrics:
+def calibration_from_codes(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -> CalibrationMetrics:
     n = true_codes.size
     confidence = p.max(axis=1)
     correct = (p.argmax(axis=1) == true_codes).astype(np.float64)
@@ -459,9 +346,9 @@ def _calibration(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -> Calibrat
     )
 
 
-def _equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+def equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     """The equal-width bin (0..n_bins-1) of each confidence; every binned estimate, here and in
-    the bootstraps of textgate.compare and textgate.calibration, bins with this."""
+    the bootstraps of textgate.gate.compare and textgate.calibrate, bins with this."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted(side="left") puts conf in (edge_i, edge_i+1]; conf == 0 joins the first bin
     # and conf a hair above 1 (float32 softmax) joins the last.
@@ -470,7 +357,7 @@ def _equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
 
 def _equal_width_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> tuple[ReliabilityBin, ...]:
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = _equal_width_index(confidence, n_bins)
+    index = equal_width_index(confidence, n_bins)
     counts = np.bincount(index, minlength=n_bins)
     conf_sum = np.bincount(index, weights=confidence, minlength=n_bins)
     correct_sum = np.bincount(index, weights=correct, minlength=n_bins)
@@ -515,11 +402,11 @@ def latency_metrics(batch_seconds: Any, batch_sizes: Any) -> LatencyMetrics:
                         f"shapes {seconds.shape} and {sizes.shape}. Pass the Predictions' own "
                         "batch_seconds and batch_sizes.", field="batch_sizes")
     if not np.issubdtype(sizes.dtype, np.integer) or (sizes < 1).any():
-        raise DataError(f"batch_sizes must be integers >= 1; got {_quote(sizes.tolist())}. Record "
+        raise DataError(f"batch_sizes must be integers >= 1; got {quote(sizes.tolist())}. Record "
                         "how many examples each batch held.", field="batch_sizes")
     if not np.isfinite(seconds).all() or (seconds < 0).any() or seconds.sum() <= 0:
         raise DataError(f"batch_seconds must be finite, >= 0 and not all 0; got "
-                        f"{_quote(seconds.tolist())}. Time each batch with time.perf_counter().",
+                        f"{quote(seconds.tolist())}. Time each batch with time.perf_counter().",
                         field="batch_seconds")
     return _latency(seconds, sizes.astype(np.int64))
 
@@ -552,23 +439,12 @@ def slice_metrics(
     y_true: Any, y_pred: Any, masks: Mapping[str, Any], *, label_names: Sequence[str]
 ) -> tuple[SliceMetrics, ...]:
     """Classification metrics on each named subset of examples (``masks``: name -> bool (N,))."""
-    names = _check_label_names(label_names)
-    true_codes = _encode_true(y_true, names)
-    predicted = _as_labels(y_pred, "y_pred")
-    _check_same_length(true_codes.size, predicted.size, "y_pred")
-    checked = {name: _check_mask(name, mask, true_codes.size) for name, mask in masks.items()}
+    names = check_label_names(label_names)
+    true_codes = encode_true(y_true, names)
+    predicted = as_labels(y_pred, "y_pred")
+    check_same_length(true_codes.size, predicted.size, "y_pred")
+    checked = {name: check_mask(name, mask, true_codes.size) for name, mask in masks.items()}
     return tuple(_slice(name, mask, true_codes, predicted, names) for name, mask in checked.items())
-
-
-def _check_mask(name: str, mask: Any, n: int) -> np.ndarray:
-    arr = np.asarray(mask)
-    if arr.dtype != np.bool_:
-        raise DataError(f"Mask of slice {name!r} must be a boolean array; got dtype {arr.dtype}. "
-                        "Convert it with mask.astype(bool) if it holds 0/1.", field=name)
-    if arr.shape != (n,):
-        raise DataError(f"Mask of slice {name!r} must have one entry per example ({n}); got shape "
-                        f"{arr.shape}. Build it on the same dataset as the predictions.", field=name)
-    return arr
 
 
 def _slice(name: str, mask: np.ndarray, true_codes: np.ndarray, predicted: np.ndarray,
@@ -578,4 +454,4 @@ def _slice(name: str, mask: np.ndarray, true_codes: np.ndarray, predicted: np.nd
     if size == 0:
         return SliceMetrics(name, 0, fraction, None,
                             note=f"slice {name!r} matched no examples; it has no metrics")
-    return SliceMetrics(name, size, fraction, _classification(true_codes[mask], predicted[mask], names))
+    return SliceMetrics(name, size, fraction, classification_from_codes(true_codes[mask], predicted[mask], names))
