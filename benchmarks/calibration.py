@@ -51,14 +51,14 @@ def main() -> None:
 
 
 def run(mc_rows: int, passes: tuple[int, ...], seed: int) -> dict:
-    from textgate.calibration import (
+    from textgate.calibrate import (
         apply_temperature,
         calibrate_temperature,
         logits_from_probabilities,
         mc_dropout_curve,
         paired_calibration_changes,
     )
-    from textgate.calibration_report import calibration_report_dict
+    from textgate.calibrate.report import calibration_report_dict
     from textgate.data import read_dataset
     from textgate.infer import predict
     from textgate.model import load_classifier, load_model_spec
@@ -106,14 +106,14 @@ def _subset(changes, side: str) -> dict:
 
 def write_section(r: dict, command: str) -> None:
     # The calibrate report's own table and cell formats, so the two never disagree.
-    from textgate.calibration_report import (
-        _LABELS,
-        _ci,
-        _delta,
-        _value,
+    from textgate.calibrate.report import (
+        METRIC_LABELS,
         calibration_tables,
+        format_delta,
+        format_interval,
+        format_value,
     )
-    from textgate.report import markdown_table
+    from textgate.report.tables import markdown_table
 
     report = r["report"]
     lines = [MARK_START,
@@ -137,15 +137,15 @@ def write_section(r: dict, command: str) -> None:
     metrics = ("ece_equal_width", "ece_equal_mass", "nll", "brier", "accuracy")
     for label, key in (("uncalibrated", "uncalibrated"), (f"temperature scaling (T = {report['temperature']:.3f})",
                                                           "temperature_scaled")):
-        cells = " | ".join(_value(name, mc[key][name]) for name in metrics)
+        cells = " | ".join(format_value(name, mc[key][name]) for name in metrics)
         lines.append(f"| {label} | 1 | {cells} | {det:.1f} | 1.0x |")
     for p in mc["points"]:
-        cells = " | ".join(_value(name, p[name]) for name in metrics)
+        cells = " | ".join(format_value(name, p[name]) for name in metrics)
         lines.append(f"| MC dropout | {p['passes']} | {cells} | {p['seconds']:.1f} | {p['seconds'] / det:.1f}x |")
     top = mc["points"][-1]["passes"]
     changes = []
     for label, key in (("temperature scaling", "ts_vs_uncalibrated"), (f"MC dropout ({top} passes)", "mc_vs_uncalibrated")):
-        parts = [f"{_LABELS[m['name']]} {_delta(m['name'], m['delta'])} {_ci(m['name'], m['delta_ci'], signed=True)}"
+        parts = [f"{METRIC_LABELS[m['name']]} {format_delta(m['name'], m['delta'])} {format_interval(m['name'], m['delta_ci'], signed=True)}"
                  for m in mc[key] if m["name"] in ("ece_equal_width", "nll", "accuracy")]
         changes.append(f"{label}: " + "; ".join(parts))
     lines += ["", (f"Seconds: one deterministic pass took {mc['deterministic_seconds'][0]:.1f} s before and "

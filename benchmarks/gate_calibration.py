@@ -114,8 +114,8 @@ def gate(dataset, baseline, candidate, masks: dict, slices: tuple, *, seed: int,
          variants: dict) -> dict:
     """Evaluate, compare and check_gate under each Thresholds in ``variants``:
     {"failed": {variant: sorted names of the failed checks}, "comparison": the Comparison}."""
-    from textgate.compare import compare_predictions
     from textgate.gate import check_gate
+    from textgate.gate.compare import compare_predictions
 
     comparison = compare_predictions(dataset.labels, baseline, candidate, label_names=dataset.label_names,
                                      slice_masks=masks, n_resamples=resamples, seed=seed,
@@ -130,7 +130,7 @@ def gate(dataset, baseline, candidate, masks: dict, slices: tuple, *, seed: int,
 def rates(failures: list[list[str]]) -> dict:
     """Fraction of trials that failed (with its 95% Wilson interval), and how often each check
     was among the failed ones."""
-    from textgate.metrics import wilson_interval
+    from textgate.evaluation.metrics import wilson_interval
 
     counts, failed = Counter(name for f in failures for name in f), sum(bool(f) for f in failures)
     return {"fail_rate": failed / len(failures),
@@ -164,10 +164,10 @@ def predict_in_own_orders(classifiers, texts: list[str], orders: list[np.ndarray
     The public function takes one text sequence for all classifiers, which gives both sides
     identical batches (and identical numbers); this is its loop over the engine's private
     per-classifier runs, with results mapped back to input order."""
-    from textgate.infer import _Run
+    from textgate.infer.engine import Run
     from textgate.predictions import texts_fingerprint
 
-    runs = [_Run(c, [texts[i] for i in order], token_budget) for c, order in zip(classifiers, orders, strict=True)]
+    runs = [Run(c, [texts[i] for i in order], token_budget) for c, order in zip(classifiers, orders, strict=True)]
     steps, done, active = [r.steps() for r in runs], [0] * len(runs), set(range(len(runs)))
     while active:
         turn = min(active, key=lambda i: (done[i], i))  # the same schedule as predict_interleaved

@@ -112,8 +112,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("aa_idle", "aa_loaded", "slow"), help="run one setting (no --write)")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = parser.parse_args()
-    from textgate.compare import compare_predictions
     from textgate.gate import GateSettings, Thresholds
+    from textgate.gate.compare import compare_predictions
     from textgate.infer import time_interleaved
     from textgate.latency import compare_latency
     from textgate.model import load_classifier, load_model_spec

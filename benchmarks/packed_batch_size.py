@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/packed_batch_size.py [--texts 1536] [--repeats 3] [--write]
 
 One torch thread (what each of the server's two workers gets on 2 cores), the demo classifier,
-the padding-free forward (`textgate.packed`) that `textgate serve` runs, the first --texts
+the padding-free forward (`textgate.infer.packed`) that `textgate serve` runs, the first --texts
 bundled test tweets in file order (as traffic arrives, not length-sorted), cut into consecutive
 batches of 1, 2, 4, 8, 16 and 32 texts, each size run over the same tweets in the same process,
 the sizes interleaved in --repeats rounds; the median round counts.
@@ -36,21 +36,21 @@ MARK_START, MARK_END = "<!-- packed-batch-size:start -->", "<!-- packed-batch-si
 def measure(n_texts: int, repeats: int) -> dict:
     import torch
 
-    from textgate.infer import _Batch, _encode, _run_batch
+    from textgate.infer.batches import Batch, encode, run_batch
     from textgate.model import load_classifier, load_model_spec
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     torch.set_num_threads(1)
     classifier = load_classifier(load_model_spec(DEMO / "model.toml"))
     texts = [json.loads(line)["text"] for line in (DEMO / "test.jsonl").read_text().splitlines()[:n_texts]]
-    encoded, lengths, _ = _encode(classifier, texts)
+    encoded, lengths, _ = encode(classifier, texts)
     seconds: dict[int, list[float]] = {size: [] for size in SIZES}
     for round_ in range(repeats):
         for size in SIZES:
             started = time.perf_counter()
             for start in range(0, len(texts), size):
                 batch = np.arange(start, min(start + size, len(texts)))
-                _run_batch(classifier, encoded, _Batch(rows=batch, width=int(lengths[batch].max()), packed=True))
+                run_batch(classifier, encoded, Batch(rows=batch, width=int(lengths[batch].max()), packed=True))
             seconds[size].append(time.perf_counter() - started)
         print(f"round {round_ + 1}/{repeats}: " + ", ".join(f"{size}: {seconds[size][-1]:.1f} s" for size in SIZES),
               file=sys.stderr)

@@ -16,8 +16,8 @@ from textgate.audit import (
     validate_audit_inputs,
     validate_kfold_labels,
 )
-from textgate.audit_apply import apply_corrections
-from textgate.audit_export import text_hash
+from textgate.audit.apply import apply_corrections
+from textgate.audit.export import text_hash
 from textgate.cli import EXIT_OK, EXIT_USAGE, main
 from textgate.errors import ConfigError, DataError
 
@@ -326,7 +326,7 @@ def test_apply_writes_gzip_outputs_that_read_back(tmp_path, kind):
 
 
 def test_apply_writes_a_tweeteval_copy_atomically(tmp_path, monkeypatch):
-    import textgate.audit_apply
+    import textgate.audit.apply
 
     def fail_midway(texts, labels, out, text_col, label_col):
         out.write_text('{"text": "hel')
@@ -337,7 +337,7 @@ def test_apply_writes_a_tweeteval_copy_atomically(tmp_path, monkeypatch):
     corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
     out = tmp_path / "out.jsonl"
     out.write_text("previous\n")
-    monkeypatch.setattr(textgate.audit_apply, "_write_jsonl_from", fail_midway)
+    monkeypatch.setattr(textgate.audit.apply, "_write_jsonl_from", fail_midway)
     with pytest.raises(OSError, match="disk full"):
         apply_corrections(corrections, data, out, label_names=LABELS)
     assert out.read_text() == "previous\n" and not list(tmp_path.glob("*.partial"))

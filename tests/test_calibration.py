@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from conftest import LABELS, write_tiny_classifier
 
-from textgate.calibration import (
-    _per_example,
-    _resampled_metrics,
-    _softmax,
+from textgate._internal.bootstrap import Scratch
+from textgate.calibrate import (
     apply_temperature,
     calibrate_temperature,
     fit_temperature,
@@ -25,10 +23,11 @@ from textgate.calibration import (
     paired_calibration_changes,
     read_calibration_file,
 )
+from textgate.calibrate.heldout import _per_example, _resampled_metrics
+from textgate.calibrate.temperature import softmax
 from textgate.cli import EXIT_OK, EXIT_USAGE, main
-from textgate.compare import _Scratch
 from textgate.errors import ConfigError, DataError
-from textgate.metrics import calibration_metrics
+from textgate.evaluation.metrics import calibration_metrics
 
 NAMES = ("negative", "neutral", "positive")
 
@@ -38,7 +37,7 @@ def _synthetic(n: int, k: int, temperature: float, seed: int = 0):
     temperature is `temperature` (up to sampling error)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, k)) * 1.5
-    p = _softmax(z)
+    p = softmax(z)
     y = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
     return z * temperature, y
 
@@ -76,7 +75,7 @@ def test_bootstrap_statistic_on_the_identity_resample_equals_the_hand_computed_c
     #   = (0.25 + 0.75 + 0.5 + 0.125 + 0.4375 + 0.625 + 0.125 + 0.5) / 8 = 3.3125 / 8 = 0.4140625
     # Accuracy: rows 1, 3, 4, 7, 8 correct = 5/8.
     y = np.array([NAMES.index(v) for v in HAND_Y])
-    row = _resampled_metrics(_per_example(y, HAND_P), np.arange(8)[None, :], _Scratch(8))[0]
+    row = _resampled_metrics(_per_example(y, HAND_P), np.arange(8)[None, :], Scratch(8))[0]
     assert row[:3].tolist() == [0.3515625, 0.4140625, 0.625]
     assert row[5] == 0.625
     # Brier and NLL: the same numbers as calibration_metrics.
@@ -98,7 +97,7 @@ def test_ece_equals_torchmetrics_to_1e_9():
 
     rng = np.random.default_rng(7)
     k = 4
-    p = _softmax(rng.normal(size=(6000, k)) * 2)
+    p = softmax(rng.normal(size=(6000, k)) * 2)
     y = rng.integers(0, k, size=6000)
     edges = np.linspace(0, 1, 16)
     keep = np.abs(p.max(axis=1)[:, None] - edges[None, :]).min(axis=1) > 1e-6
@@ -138,9 +137,9 @@ def test_fit_is_the_nll_minimum_and_from_probabilities_equals_from_logits():
     assert nll(fit.temperature) == pytest.approx(fit.nll_after, abs=1e-12)
     assert nll(fit.temperature) < min(nll(fit.temperature * 0.999), nll(fit.temperature * 1.001))
     # log p is the logits up to a per-row constant: same fit, same scaled probabilities.
-    from_p = fit_temperature(logits_from_probabilities(_softmax(logits)), y)
+    from_p = fit_temperature(logits_from_probabilities(softmax(logits)), y)
     assert from_p.temperature == pytest.approx(fit.temperature, rel=1e-6)
-    np.testing.assert_allclose(apply_temperature(logits_from_probabilities(_softmax(logits)), 2.0),
+    np.testing.assert_allclose(apply_temperature(logits_from_probabilities(softmax(logits)), 2.0),
                                apply_temperature(logits, 2.0), atol=1e-12)
 
 
@@ -149,7 +148,7 @@ def test_separable_data_reports_a_bound_not_an_estimate():
     fit = fit_temperature(z, np.array([0, 1] * 20))
     assert fit.at_bound and fit.temperature == pytest.approx(math.exp(-4), rel=1e-3)
     y = np.array(["a", "b"] * 20, dtype=object)
-    result = calibrate_temperature(y, _softmax(z), label_names=("a", "b"), n_resamples=100)
+    result = calibrate_temperature(y, softmax(z), label_names=("a", "b"), n_resamples=100)
     assert any("search bound" in note for note in result.notes)
 
 
@@ -160,7 +159,7 @@ def test_separable_data_reports_a_bound_not_an_estimate():
 
 def _labelled(n=4000, t=2.0, seed=0):
     logits, y = _synthetic(n, 3, t, seed)
-    return np.array(NAMES, dtype=object)[y], _softmax(logits)
+    return np.array(NAMES, dtype=object)[y], softmax(logits)
 
 
 def test_split_is_stratified_seeded_and_evaluates_the_saved_temperature():
@@ -386,7 +385,7 @@ def test_bad_calibration_file_is_a_config_error_naming_the_field_and_fix(tiny_mo
 def test_calibration_file_written_without_an_installed_textgate(tmp_path, monkeypatch):
     import importlib.metadata
 
-    from textgate.calibration import write_calibration_file
+    from textgate.calibrate import write_calibration_file
 
     def not_installed(name):
         raise importlib.metadata.PackageNotFoundError(name)
@@ -424,8 +423,8 @@ def _classifier_with_dropout(tmp_path: Path, *, hidden: float, attention: float)
 
 
 def test_mc_dropout_varies_outputs_through_attention_dropout_and_restores_the_model(tmp_path):
+    from textgate.calibrate import mc_dropout_mode
     from textgate.infer import predict
-    from textgate.model import mc_dropout_mode
 
     classifier = _classifier_with_dropout(tmp_path, hidden=0.0, attention=0.5)  # attention dropout only
     attention = classifier.model.config._attn_implementation
@@ -480,7 +479,7 @@ def test_mc_dropout_checks_labels_before_any_pass_and_records_seed_and_rows(tmp_
 
 def test_mc_dropout_curve_averages_the_first_n_passes(tmp_path):
     rng = np.random.default_rng(0)
-    stack = np.stack([_softmax(rng.normal(size=(30, 3))) for _ in range(4)])
+    stack = np.stack([softmax(rng.normal(size=(30, 3))) for _ in range(4)])
     y = np.array(NAMES, dtype=object)[rng.integers(0, 3, size=30)]
     points = mc_dropout_metrics(y, stack, [1.0, 2.0, 3.0, 4.0], label_names=NAMES, passes=[4, 1, 2])
     assert [p.passes for p in points] == [1, 2, 4] and [p.seconds for p in points] == [1.0, 3.0, 10.0]
@@ -540,7 +539,10 @@ def test_report_html_lays_out_in_headless_chromium(tmp_path):
     """The reliability diagrams render in a real browser with the page's CSP (as the gate report)."""
     import subprocess
 
-    from textgate.calibration_report import calibration_report_dict, render_calibration_html
+    from textgate.calibrate.report import (
+        calibration_report_dict,
+        render_calibration_html,
+    )
 
     chromium = "/usr/bin/chromium"
     if shutil.which(chromium) is None:

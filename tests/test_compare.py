@@ -1,5 +1,5 @@
-"""Pins textgate.compare: McNemar equals scipy, bootstrap intervals reproduced by a naive loop in
-the documented draw order, point values equal textgate.metrics, hand-built flip and label-shift
+"""Pins textgate.gate.compare: McNemar equals scipy, bootstrap intervals reproduced by a naive loop in
+the documented draw order, point values equal textgate.evaluation.metrics, hand-built flip and label-shift
 cases, and input errors that name the argument."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import textgate.compare as compare_module
-from textgate.compare import compare_predictions, mcnemar_midp
+import textgate._internal.bootstrap as bootstrap_module
 from textgate.errors import ConfigError, DataError
-from textgate.metrics import calibration_metrics, classification_metrics
+from textgate.evaluation.metrics import calibration_metrics, classification_metrics
+from textgate.gate.compare import compare_predictions, mcnemar_midp
 from textgate.predictions import Predictions
 
 NAMES = ("negative", "neutral", "positive")
@@ -127,7 +127,7 @@ def _naive_values(y_true, side: Predictions, idx, with_ece: bool) -> list[float]
 
 def test_overall_intervals_equal_a_naive_loop_in_the_documented_draw_order(monkeypatch):
     # Chunks of 7 rows (200 is not a multiple) to show chunked draws equal one big draw.
-    monkeypatch.setattr(compare_module, "_CHUNK_ELEMENTS", 7 * 60 + 3)
+    monkeypatch.setattr(bootstrap_module, "_CHUNK_ELEMENTS", 7 * 60 + 3)
     y_true, base, cand = _random_case(60, seed=1)
     result = compare_predictions(y_true, base, cand, label_names=NAMES, n_resamples=200, seed=7)
 
@@ -155,7 +155,7 @@ def test_chunked_draws_give_the_same_comparison_as_unchunked(monkeypatch):
     masks = {"first half": np.arange(50) < 25}
     whole = compare_predictions(y_true, base, cand, label_names=NAMES, slice_masks=masks,
                                 n_resamples=150).to_dict()
-    monkeypatch.setattr(compare_module, "_CHUNK_ELEMENTS", 1)  # one resample per chunk
+    monkeypatch.setattr(bootstrap_module, "_CHUNK_ELEMENTS", 1)  # one resample per chunk
     assert compare_predictions(y_true, base, cand, label_names=NAMES, slice_masks=masks,
                                n_resamples=150).to_dict() == whole
 

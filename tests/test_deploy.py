@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import yaml
 from conftest import REPO
 
-from textgate.serve.metrics import LabelDrift, ServeMetrics, ShadowTracker
+from textgate.serve.drift import LabelDrift, ShadowTracker
+from textgate.serve.prometheus import ServeMetrics
 
 _NAME = re.compile(r"\btextgate_[a-z0-9_]+")
 _SUFFIXES = ("_bucket", "_sum", "_count", "_created")

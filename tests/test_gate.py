@@ -10,9 +10,9 @@ import pytest
 from conftest import LABELS
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
-from textgate.compare import compare_predictions
 from textgate.errors import ConfigError
 from textgate.gate import Thresholds, check_gate, load_gate_config
+from textgate.gate.compare import compare_predictions
 from textgate.latency import BatchTimings, compare_latency
 from textgate.predictions import Predictions
 

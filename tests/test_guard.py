@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from textgate.config import validate_table
+from textgate._internal.toml import validate_table
 from textgate.errors import ConfigError, DataError, TextgateError
 from textgate.guard import REASONS, Guard, GuardedPrediction, GuardRules
 from textgate.predictions import Predictions

@@ -83,9 +83,9 @@ def test_lines_and_notes_from_records():
 def test_predictions_and_eval_reports_carry_the_hardware(tiny_model_dir):
     from textgate.data import Dataset
     from textgate.evaluation import evaluate
+    from textgate.evaluation.report import render_markdown
     from textgate.infer import predict
     from textgate.model import ModelSpec, load_classifier
-    from textgate.report import render_markdown
 
     classifier = load_classifier(ModelSpec(model=str(tiny_model_dir), dtype="bfloat16"))
     texts = ("i love this", "awful movie", "ok")

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from textgate.html import render_gate_html
+from textgate.gate.html import render_gate_html
 
 LABELS = ["negative", "neutral", "positive"]
 EVIL = '<script>alert(1)</script> & "quotes"'

@@ -108,12 +108,12 @@ def test_no_texts(classifier):
 
 
 def test_interleaved_runs_give_the_same_answers_and_alternate(tiny_model_dir, classifier, monkeypatch):
-    from textgate import infer
+    from textgate.infer import engine as infer
 
     short = load_classifier(ModelSpec(model=str(tiny_model_dir), max_length=16))
     calls = []
-    original = infer._run_batch
-    monkeypatch.setattr(infer, "_run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
+    original = infer.run_batch
+    monkeypatch.setattr(infer, "run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
     both = infer.predict_interleaved([classifier, short], TEXTS, token_budget=256)
     np.testing.assert_allclose(both[0].probabilities, predict(classifier, TEXTS, token_budget=256).probabilities,
                                atol=1e-6)
@@ -126,12 +126,12 @@ def test_interleaved_runs_give_the_same_answers_and_alternate(tiny_model_dir, cl
 
 
 def test_timing_rounds_alternate_sides_and_rotate_who_starts(tiny_model_dir, classifier, monkeypatch):
-    from textgate import infer
+    from textgate.infer import engine as infer
 
     short = load_classifier(ModelSpec(model=str(tiny_model_dir), max_length=16))
     calls = []
-    original = infer._run_batch
-    monkeypatch.setattr(infer, "_run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
+    original = infer.run_batch
+    monkeypatch.setattr(infer, "run_batch", lambda c, e, b: calls.append(c.max_length) or original(c, e, b))
     base, cand = infer.time_interleaved([classifier, short], TEXTS, token_budget=256, rounds=3)
     assert base.seconds.shape == (3, len(base.sizes)) and cand.seconds.shape == (3, len(cand.sizes))
     assert base.texts == cand.texts == len(TEXTS)

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 from conftest import DEMO, LABELS, write_tiny_classifier
 
+from textgate._internal.toml import dump_toml
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
-from textgate.config import dump_toml
 from textgate.errors import ConfigError, DataError, ModelLoadError
 from textgate.lock import (
     PROBES,
     LockedCanary,
-    _compare_canary,
     build_lock,
     read_lock,
     verify_lock,
     write_lock,
 )
+from textgate.lock.verify import _compare_canary
 from textgate.model import ModelSpec, load_classifier, load_model_spec
 
 

@@ -1,4 +1,4 @@
-"""Pins textgate.metrics: values equal scikit-learn's, hand-computed calibration and latency
+"""Pins textgate.evaluation.metrics: values equal scikit-learn's, hand-computed calibration and latency
 numbers, input errors that name the argument, and order invariance."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-import textgate.metrics as metrics_module
+import textgate.evaluation.metrics as metrics_module
 from textgate.errors import ConfigError, DataError
-from textgate.metrics import (
+from textgate.evaluation.metrics import (
     METRICS,
     calibration_metrics,
     classification_metrics,
@@ -510,7 +510,7 @@ def test_all_is_sorted_and_importable():
      (660, 1000, (0.6301, 0.6887))],
 )
 def test_wilson_interval_matches_published_values(successes, n, expected):
-    from textgate.metrics import wilson_interval
+    from textgate.evaluation.metrics import wilson_interval
 
     low, high = wilson_interval(successes, n)
     assert low == pytest.approx(expected[0], abs=1e-4)

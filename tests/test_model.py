@@ -10,7 +10,13 @@ import pytest
 from conftest import DEMO, LABELS, write_tiny_classifier
 
 from textgate.errors import ConfigError, ModelLoadError
-from textgate.model import ModelSpec, load_classifier, load_model_spec, resolve_model_argument, resolve_source
+from textgate.model import (
+    ModelSpec,
+    load_classifier,
+    load_model_spec,
+    resolve_model_argument,
+    resolve_source,
+)
 
 
 def test_loads_folder_with_label_names_and_fingerprint(tiny_model_dir):
@@ -233,7 +239,7 @@ def _fingerprint(folder: Path) -> str:
 @pytest.mark.parametrize("name", ["modeling_x.py", "sub/helper.py", "tokenizer.tiktoken", "chat_template.jinja",
                                   "additional_chat_templates/tool.jinja", "bpe.codes", "LICENSE"])
 def test_every_file_the_loader_may_read_changes_the_fingerprint_and_cache_key(tiny_model_copy, name):
-    from textgate.cache import PredictionCache
+    from textgate.gate.cache import PredictionCache
     from textgate.model import model_files
 
     def cache_key(fingerprint: str) -> str:

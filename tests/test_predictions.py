@@ -10,7 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from textgate.errors import DataError
-from textgate.predictions import Predictions, load_predictions, save_predictions, texts_fingerprint
+from textgate.predictions import (
+    Predictions,
+    load_predictions,
+    save_predictions,
+    texts_fingerprint,
+)
 
 
 def make_predictions(with_probabilities: bool = True) -> Predictions:

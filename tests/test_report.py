@@ -11,8 +11,13 @@ import pytest
 from textgate.data import read_dataset
 from textgate.errors import DataError
 from textgate.evaluation import EVAL_REPORT_SCHEMA_VERSION, evaluate
+from textgate.evaluation.report import (
+    eval_tables,
+    render_markdown,
+    render_terminal,
+    write_eval_reports,
+)
 from textgate.predictions import Predictions, texts_fingerprint
-from textgate.report import eval_tables, render_markdown, render_terminal, write_eval_reports
 from textgate.slices import parse_slice_flag
 
 NAMES = ("negative", "neutral", "positive")

@@ -42,7 +42,7 @@ from textgate.serve.config import (
     load_serve_config,
     reference_shares,
 )
-from textgate.serve.metrics import (
+from textgate.serve.drift import (
     LabelDrift,
     chi2_goodness_of_fit,
     chi2_sf,
@@ -866,7 +866,8 @@ def test_non_finite_outputs_are_rejected_and_metrics_stay_finite(nan_model_dir, 
 
 
 def test_metrics_skip_non_finite_scores():
-    from textgate.serve.metrics import LabelDrift, ServeMetrics
+    from textgate.serve.drift import LabelDrift
+    from textgate.serve.prometheus import ServeMetrics
 
     metrics = ServeMetrics(model_name="m", fingerprint="f", revision=None,
                            drift=LabelDrift({"a": 0.5, "b": 0.5}, window=10))
