@@ -48,8 +48,8 @@ CALIBRATION_REPORT_SCHEMA_VERSION = 1
 # Fractions shown as percentages; NLL and Brier are not fractions.
 _PERCENT_METRICS = frozenset({"ece_equal_width", "ece_equal_mass", "mce", "accuracy"})
 METRIC_LABELS = {"ece_equal_width": f"ECE ({DEFAULT_N_BINS} equal-width bins)",
-           "ece_equal_mass": f"ECE ({DEFAULT_N_BINS} equal-mass bins)",
-           "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
+                 "ece_equal_mass": f"ECE ({DEFAULT_N_BINS} equal-mass bins)",
+                 "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
 
 
 def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any], data: dict[str, Any],
@@ -61,7 +61,7 @@ def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any],
     normally on the same held-out rows."""
     report: dict[str, Any] = {
         "schema_version": CALIBRATION_REPORT_SCHEMA_VERSION,
-        "kind": "textgate.calibrate",
+        "kind": "textgate.calibration",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "temperature": result.temperature,
         "fit": result.fit.to_dict(),
