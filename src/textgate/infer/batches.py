@@ -1,8 +1,9 @@
 """The steps of inference that the offline engine (:mod:`textgate.infer.engine`) and the
 server's micro-batcher share: tokenize every text once (``encode``), plan batches within a token
 budget (``plan_batches``, or ``plan_packed_batches`` for the padding-free forward), and run one
-batch to probabilities (``run_batch``). The contract with a model: token ids in, logits out;
-every forward path ends in :func:`probabilities` (temperature, float32 softmax).
+batch to probabilities (``run_batch``). The contract with a model is :func:`batch_logits`: token
+ids in, logits out; every forward path then ends in :func:`probabilities` (temperature, float32
+softmax).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "PACKED_GRID_FACTOR",
     "Batch",
     "autocast",
+    "batch_logits",
     "can_pack",
     "check_lengths",
     "collate",
@@ -147,14 +149,19 @@ def autocast(classifier: Classifier) -> torch.autocast:
 
 
 def run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: Batch) -> np.ndarray:
+    """Probabilities (rows, K) of one planned batch of encoded texts."""
+    return probabilities(classifier, batch_logits(classifier, encoded, batch))
+
+
+def batch_logits(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: Batch) -> torch.Tensor:
+    """The model's side of the contract: token ids of a batch in, logits (rows, K) out, padded or
+    padding-free (``batch.packed``), under inference mode and the spec's autocast."""
     with torch.inference_mode(), autocast(classifier):
         if batch.packed:
             types = encoded.get("token_type_ids")
-            logits = packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
-                                   [types[r] for r in batch.rows] if types is not None else None)
-        else:
-            logits = classifier.model(**collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)).logits
-    return probabilities(classifier, logits)
+            return packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
+                                 [types[r] for r in batch.rows] if types is not None else None)
+        return classifier.model(**collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)).logits
 
 
 def probabilities(classifier: Classifier, logits: torch.Tensor) -> np.ndarray:

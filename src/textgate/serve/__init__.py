@@ -1,6 +1,8 @@
 """`textgate serve`: guarded HTTP inference with micro-batching, Prometheus metrics and a
 prediction log. Needs the ``serve`` extra (``pip install 'textgate[serve]'``); nothing heavy is
-imported until an attribute is used.
+imported until an attribute is used. Start at ``app.py``; ``batcher.py`` micro-batches onto the
+inference threads, ``store.py`` is the prediction log, ``prometheus.py`` and ``drift.py`` the
+metrics, ``config.py`` serve.toml, ``listen.py`` the socket and server.
 
     from textgate.serve import ServeConfig, create_app
     app = create_app(classifier, ServeConfig(log_url=""))
