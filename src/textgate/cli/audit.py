@@ -129,7 +129,7 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
     result = apply_corrections(corrections, data, out_path, label_names=label_name_list(label_names),
                                text_col=text_col, label_col=label_col, changelog_path=changelog)
     say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
-         f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
+        f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
 
 
 def _audit_text(summary: dict, result) -> str:

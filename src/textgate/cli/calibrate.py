@@ -87,9 +87,9 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
                                      calibration_file=str(out_path),
                                      hardware=(predictions.settings or {}).get("hardware"))
     emit_report(report, report, output_format=output_format, out_dir=report_dir,
-                 write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
+                write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
     say(f"wrote {out_path} (T = {result.temperature:.4f}); apply it with calibration = \"{out_path.name}\" "
-         "in a ModelSpec (the path is relative to the ModelSpec file)")
+        "in a ModelSpec (the path is relative to the ModelSpec file)")
 
 
 def _calibrate_checks(model: str | None, eval_data: Path | None, fit_split: float | None, k_fold: int | None,

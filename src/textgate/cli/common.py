@@ -40,11 +40,11 @@ __all__ = [
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell expects after Ctrl-C
 MODEL_HELP = ("MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub "
-               "id, read in that order.")
+              "id, read in that order.")
 
 
 def emit_report(report: Any, as_json: Any, *, output_format: str, out_dir: Path | None,
-                 write_reports: Any, render_terminal: Any) -> None:
+                write_reports: Any, render_terminal: Any) -> None:
     """Write the report's files to ``out_dir`` (when given), then print it as JSON or for the terminal."""
     if out_dir is not None:
         for path in write_reports(report, out_dir):
@@ -159,9 +159,9 @@ def load_model(model: str, run_options: dict, *, uncalibrated: bool = False):
     quiet_transformers()
     classifier = load_classifier(spec)
     say(f"model: {reading} -> {classifier.source.describe()}"
-         + (f" + adapter {spec.adapter}" if spec.adapter else ""))
+        + (f" + adapter {spec.adapter}" if spec.adapter else ""))
     say(f"labels: {', '.join(classifier.label_names)}; dtype {spec.dtype}, max_length "
-         f"{classifier.max_length}, padding {spec.padding}, truncation {spec.truncation}")
+        f"{classifier.max_length}, padding {spec.padding}, truncation {spec.truncation}")
     say_hardware(spec.dtype)
     return classifier
 

@@ -53,7 +53,7 @@ def predict(model: str, data: Path, out_path: Path, text_col: str, label_col: st
     if (note := truncated_note(predictions)) is not None:
         say(note)
     say(f"wrote {len(predictions):,} predictions to {out_path} "
-         f"({predictions.total_seconds:.1f} s, {len(predictions) / max(predictions.total_seconds, 1e-9):,.0f} texts/s)")
+        f"({predictions.total_seconds:.1f} s, {len(predictions) / max(predictions.total_seconds, 1e-9):,.0f} texts/s)")
 
 
 @click.command(name="eval")
@@ -91,4 +91,4 @@ def eval_command(args: tuple[str, ...], predictions_path: Path | None, slice_fla
         dataset, predictions = load_for_eval(predictions_path, data, text_col, label_col)
     report = evaluate(dataset, predictions, slices=slices)
     emit_report(report, report.to_dict(), output_format=output_format, out_dir=out_dir,
-                 write_reports=write_eval_reports, render_terminal=render_terminal)
+                write_reports=write_eval_reports, render_terminal=render_terminal)

@@ -48,6 +48,6 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
     run = run_gate(config, cache=cache, progress=progress, say=say)
     report = gate_report_dict(run)
     emit_report(report, report, output_format=output_format, out_dir=out_dir,
-                 write_reports=write_gate_reports, render_terminal=render_gate_terminal)
+                write_reports=write_gate_reports, render_terminal=render_gate_terminal)
     if run.result.exit_code:
         raise click.exceptions.Exit(EXIT_GATE_FAILED)

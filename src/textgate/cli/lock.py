@@ -55,7 +55,7 @@ def lock_command(model: str, out_path: Path, canary_path: Path | None, text_col:
     write_lock(lock, out_path)
     say(f"license: model {lock.license.model}" + (f", adapter {lock.license.adapter}" if lock.license.adapter else ""))
     say(f"wrote {out_path}: {len(lock.files)} files, {len(lock.tokenizer['probes'])} tokenizer probes, "
-         f"{lock.canary.texts} canary texts (digest {lock.canary.digest})")
+        f"{lock.canary.texts} canary texts (digest {lock.canary.digest})")
 
 
 @click.command()

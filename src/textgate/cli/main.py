@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
             say(f"error: cannot write {exc.filename or 'an output'}: {exc.strerror}; choose a writable "
-                 "location with free space (see --help for the output options).")
+                "location with free space (see --help for the output options).")
             return EXIT_USAGE
         # an internal bug: say so, and how to see the traceback
         say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")

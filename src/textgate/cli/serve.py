@@ -53,7 +53,7 @@ def serve(model: str, config_path: Path | None, shadow_model: str | None, host: 
             shadow = load_model(shadow_model, {})
         app = create_app(classifier, config, shadow=shadow)
         say(f"prediction log: {config.log_url or 'disabled'}"
-             + (" (with raw text)" if config.log_url and config.log_text else ""))
+            + (" (with raw text)" if config.log_url and config.log_text else ""))
         say(f"serving on http://{config.host}:{sock.getsockname()[1]} (docs at /docs, metrics at /metrics)")
         run_server(app, config, sock)
     finally:

@@ -111,7 +111,7 @@ def plan_batches(lengths: np.ndarray, classifier: Classifier, token_budget: int)
 
 
 def plan_grouped_batches(lengths: np.ndarray, groups: np.ndarray, classifier: Classifier,
-                          token_budget: int) -> list[Batch]:
+                         token_budget: int) -> list[Batch]:
     """Each group batched on its own, rows mapped back to positions in the whole input."""
     batches = []
     for group in np.unique(groups):
