@@ -248,7 +248,8 @@ def _result(fit: TemperatureFit, holdout: Any, description: str, temperatures: t
             n_fit: int, eval_rows: np.ndarray | None, y: np.ndarray, before_z: np.ndarray,
             after: np.ndarray, seed: int, n_resamples: int, confidence: float) -> CalibrationResult:
     before = softmax(before_z)
-    before_metrics, after_metrics = calibration_from_codes(y, before, DEFAULT_N_BINS), calibration_from_codes(y, after, DEFAULT_N_BINS)
+    before_metrics = calibration_from_codes(y, before, DEFAULT_N_BINS)
+    after_metrics = calibration_from_codes(y, after, DEFAULT_N_BINS)
     changes = _metric_changes(y, before, after, before_metrics, after_metrics, seed, n_resamples, confidence)
     notes = []
     if fit.at_bound:

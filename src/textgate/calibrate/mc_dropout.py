@@ -25,7 +25,8 @@ from textgate.evaluation.metrics import DEFAULT_N_BINS, calibration_from_codes
 if TYPE_CHECKING:
     from textgate.model import Classifier
 
-__all__ = ["DEFAULT_MC_PASSES", "McDropoutPoint", "McDropoutRun", "mc_dropout_curve", "mc_dropout_metrics", "mc_dropout_mode"]
+__all__ = ["DEFAULT_MC_PASSES", "McDropoutPoint", "McDropoutRun", "mc_dropout_curve", "mc_dropout_metrics",
+           "mc_dropout_mode"]
 
 DEFAULT_MC_PASSES = (1, 5, 10, 20, 40)
 

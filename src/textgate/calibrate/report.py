@@ -31,12 +31,12 @@ from textgate.report.tables import Table, markdown_table, print_tables
 
 __all__ = [
     "CALIBRATION_REPORT_SCHEMA_VERSION",
-    "METRIC_LABELS",
+    "_LABELS",
     "calibration_report_dict",
     "calibration_tables",
-    "format_delta",
-    "format_interval",
-    "format_value",
+    "_delta",
+    "_ci",
+    "_value",
     "render_calibration_html",
     "render_calibration_markdown",
     "render_calibration_terminal",
@@ -47,9 +47,9 @@ __all__ = [
 CALIBRATION_REPORT_SCHEMA_VERSION = 1
 # Fractions shown as percentages; NLL and Brier are not fractions.
 _PERCENT_METRICS = frozenset({"ece_equal_width", "ece_equal_mass", "mce", "accuracy"})
-METRIC_LABELS = {"ece_equal_width": f"ECE ({DEFAULT_N_BINS} equal-width bins)",
-                 "ece_equal_mass": f"ECE ({DEFAULT_N_BINS} equal-mass bins)",
-                 "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
+_LABELS = {"ece_equal_width": f"ECE ({DEFAULT_N_BINS} equal-width bins)",
+           "ece_equal_mass": f"ECE ({DEFAULT_N_BINS} equal-mass bins)",
+           "mce": "MCE", "brier": "Brier", "nll": "NLL", "accuracy": "accuracy"}
 
 
 def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any], data: dict[str, Any],
@@ -93,29 +93,35 @@ def calibration_report_dict(result: CalibrationResult, *, model: dict[str, Any],
 # ---------------------------------------------------------------------------------------------
 
 
-def format_value(name: str, value: Any) -> str:
+def _value(name: str, value: Any) -> str:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "n/a"
     return f"{100 * value:.2f}%" if name in _PERCENT_METRICS else f"{value:.4f}"
 
 
-def format_delta(name: str, value: Any) -> str:
+def _delta(name: str, value: Any) -> str:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "n/a"
     return f"{100 * value:+.2f} pts" if name in _PERCENT_METRICS else f"{value:+.4f}"
 
 
-def format_interval(name: str, bounds: Sequence[Any], signed: bool = False) -> str:
-    show = format_delta if signed else format_value
+def _ci(name: str, bounds: Sequence[Any], signed: bool = False) -> str:
+    show = _delta if signed else _value
     return f"[{show(name, bounds[0])}, {show(name, bounds[1])}]"
+
+
+# The same formatting for other renderers of these figures (benchmarks/calibration.py writes
+# BENCHMARKS.md with them): metric labels, values, signed changes and intervals.
+METRIC_LABELS = _LABELS
+format_value, format_delta, format_interval = _value, _delta, _ci
 
 
 def calibration_tables(report: dict[str, Any]) -> list[Table]:
     holdout = report["holdout"]
     rows = tuple(
-        (METRIC_LABELS.get(m["name"], m["name"]), format_value(m["name"], m["before"]), format_interval(m["name"], m["before_ci"]),
-         format_value(m["name"], m["after"]), format_interval(m["name"], m["after_ci"]), format_delta(m["name"], m["delta"]),
-         format_interval(m["name"], m["delta_ci"], signed=True))
+        (_LABELS.get(m["name"], m["name"]), _value(m["name"], m["before"]), _ci(m["name"], m["before_ci"]),
+         _value(m["name"], m["after"]), _ci(m["name"], m["after_ci"]), _delta(m["name"], m["delta"]),
+         _ci(m["name"], m["delta_ci"], signed=True))
         for m in report["metrics"]
     )
     folds = holdout["fold_temperatures"]
@@ -130,12 +136,12 @@ def calibration_tables(report: dict[str, Any]) -> list[Table]:
         metrics = {m["name"]: m for m in report["metrics"]}
         ts_rows = [("uncalibrated (T = 1)", "1", "before"), (f"temperature scaling (T = {report['temperature']:.3f})",
                                                                "1", "after")]
-        mc_rows = [(label, passes, format_value("ece_equal_width", metrics["ece_equal_width"][side]),
-                    format_value("nll", metrics["nll"][side]), format_value("brier", metrics["brier"][side]),
-                    format_value("accuracy", metrics["accuracy"][side]), f"{mc['deterministic_seconds_per_pass']:.2f}")
+        mc_rows = [(label, passes, _value("ece_equal_width", metrics["ece_equal_width"][side]),
+                    _value("nll", metrics["nll"][side]), _value("brier", metrics["brier"][side]),
+                    _value("accuracy", metrics["accuracy"][side]), f"{mc['deterministic_seconds_per_pass']:.2f}")
                    for label, passes, side in ts_rows]
-        mc_rows += [("MC dropout", str(p["passes"]), format_value("ece_equal_width", p["ece_equal_width"]),
-                     format_value("nll", p["nll"]), format_value("brier", p["brier"]), format_value("accuracy", p["accuracy"]),
+        mc_rows += [("MC dropout", str(p["passes"]), _value("ece_equal_width", p["ece_equal_width"]),
+                     _value("nll", p["nll"]), _value("brier", p["brier"]), _value("accuracy", p["accuracy"]),
                      f"{p['seconds']:.2f}") for p in mc["points"]]
         tables.append(Table("MC dropout vs temperature scaling, same held-out rows",
                             ("method", "passes", "ECE", "NLL", "Brier", "accuracy", "seconds"), tuple(mc_rows),
@@ -159,7 +165,7 @@ def _run_lines(report: dict[str, Any]) -> list[str]:
 def render_calibration_markdown(report: dict[str, Any]) -> str:
     ece = next(m for m in report["metrics"] if m["name"] == "ece_equal_width")
     out = ["# textgate calibrate", "", (f"**Temperature T = {report['temperature']:.4f}** (ECE "
-                                        f"{format_value(ece['name'], ece['before'])} → {format_value(ece['name'], ece['after'])} "
+                                        f"{_value(ece['name'], ece['before'])} → {_value(ece['name'], ece['after'])} "
                                         "on held-out rows)."), ""]
     for table in calibration_tables(report):
         out += [f"## {table.title}", "", *markdown_table(table), "", f"_{table.caption}_", ""]
@@ -167,9 +173,9 @@ def render_calibration_markdown(report: dict[str, Any]) -> str:
             "| bin | n before | conf before | acc before | n after | conf after | acc after |",
             "|---|---|---|---|---|---|---|"]
     for b, a in zip(report["before"]["reliability"], report["after"]["reliability"], strict=True):
-        out.append(f"| ({b['lower']:.3f}, {b['upper']:.3f}] | {b['count']} | {format_value('accuracy', b['mean_confidence'])} "
-                   f"| {format_value('accuracy', b['accuracy'])} | {a['count']} | {format_value('accuracy', a['mean_confidence'])} "
-                   f"| {format_value('accuracy', a['accuracy'])} |")
+        out.append(f"| ({b['lower']:.3f}, {b['upper']:.3f}] | {b['count']} | {_value('accuracy', b['mean_confidence'])} "
+                   f"| {_value('accuracy', b['accuracy'])} | {a['count']} | {_value('accuracy', a['mean_confidence'])} "
+                   f"| {_value('accuracy', a['accuracy'])} |")
     out.append("")
     if report["notes"]:
         out += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]

@@ -90,8 +90,9 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
                                "predict' files carry their own label names. Leave --label-names out.")
     classifier = load_model(model, run_options) if model is not None else None
     inputs = audit_inputs(data, classifier=classifier, pred_probs=pred_probs, label_names=label_name_list(label_names),
-                          k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c, text_col=text_col, label_col=label_col,
-                          token_budget=run_options.get("token_budget"), progress=run_options.get("progress"), say=say)
+                          k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c, text_col=text_col,
+                          label_col=label_col, token_budget=run_options.get("token_budget"),
+                          progress=run_options.get("progress"), say=say)
     dataset = inputs.dataset
     result = audit_labels(inputs.label_ids, inputs.probabilities, label_names=inputs.label_names,
                           method=method.replace("-", "_"), ranked_by=ranked_by, top=top)

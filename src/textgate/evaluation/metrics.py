@@ -247,7 +247,8 @@ def divide_or_zero(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray
     return np.where(denominator > 0, numerator / safe, 0.0)
 
 
-def classification_from_codes(true_codes: np.ndarray, predicted: np.ndarray, names: tuple[str, ...]) -> ClassificationMetrics:
+def classification_from_codes(true_codes: np.ndarray, predicted: np.ndarray,
+                              names: tuple[str, ...]) -> ClassificationMetrics:
     k, n = len(names), true_codes.size
     pred_codes = encode_labels(predicted, names)
     valid = pred_codes >= 0

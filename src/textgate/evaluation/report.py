@@ -1,6 +1,7 @@
 """Render an EvalReport: report.json, report.md, and a rich table in the terminal.
 
-Both human renderers draw the same `Table`s (:mod:`textgate.report.tables`), so the terminal and the Markdown never disagree.
+Both human renderers draw the same `Table`s (:mod:`textgate.report.tables`), so the terminal and
+the Markdown never disagree.
 """
 
 from __future__ import annotations

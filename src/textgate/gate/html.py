@@ -279,7 +279,8 @@ def _forest_row(svg: Svg, scale: Scale, row: _ForestRow, y0: float, row_h: float
     svg.circle(scale(row.delta), y, 5, fill=color)
     interval = (f" [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]"
                 if row.ci_low is not None and row.ci_high is not None else "")
-    svg.text(text_x, y + 4, fmt_pts(row.delta) + interval, fill=color, font_weight=700 if row.status == "fail" else None)
+    svg.text(text_x, y + 4, fmt_pts(row.delta) + interval, fill=color,
+             font_weight=700 if row.status == "fail" else None)
 
 
 def _forest_section(report: dict[str, Any]) -> str:
@@ -453,7 +454,8 @@ def _example_flips(report: dict[str, Any]) -> str:
     for e in examples:
         kind = str(e.get("kind") or "")
         row = e.get("row")
-        rows.append((fmt_count(row + 1 if is_number(row) else None), escape(e.get("label")), f"{escape(e.get('baseline'))} → {escape(e.get('candidate'))}",
+        rows.append((fmt_count(row + 1 if is_number(row) else None), escape(e.get("label")),
+                     f"{escape(e.get('baseline'))} → {escape(e.get('candidate'))}",
                      f'<span class="kind-{escape(kind)}">{escape(kind)}</span>',
                      escape(shorten(str(e.get("text") or ""), _MAX_TEXT_CHARS))))
     table = html_table(("row", "gold label", "baseline → candidate", "kind", "text"), rows, numeric=(0,), wrap=(4,))
