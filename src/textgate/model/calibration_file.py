@@ -14,14 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from textgate._internal.toml import read_toml, validate_table
 from textgate.errors import ConfigError
 
-__all__ = [
-    "CALIBRATION_FILE_VERSION",
-    "CalibrationFile",
-    "FittedOn",
-    "HeldOutMetrics",
-    "check_calibration_labels",
-    "read_calibration_file",
-]
+__all__ = ["CALIBRATION_FILE_VERSION", "CalibrationFile", "FittedOn", "HeldOutMetrics", "check_calibration_labels",
+           "read_calibration_file"]
 
 CALIBRATION_FILE_VERSION = 1
 # The fix every error about a calibration file ends with.
