@@ -164,18 +164,12 @@ def predict_in_own_orders(classifiers, texts: list[str], orders: list[np.ndarray
     The public function takes one text sequence for all classifiers, which gives both sides
     identical batches (and identical numbers); this is its loop over the engine's private
     per-classifier runs, with results mapped back to input order."""
-    from textgate.infer.engine import Run
+    from textgate.infer.engine import Run, alternate_batches
     from textgate.predictions import texts_fingerprint
 
     runs = [Run(c, [texts[i] for i in order], token_budget) for c, order in zip(classifiers, orders, strict=True)]
-    steps, done, active = [r.steps() for r in runs], [0] * len(runs), set(range(len(runs)))
-    while active:
-        turn = min(active, key=lambda i: (done[i], i))  # the same schedule as predict_interleaved
-        size = next(steps[turn], None)
-        if size is None:
-            active.remove(turn)
-        else:
-            done[turn] += size
+    for _ in alternate_batches(runs):  # the same schedule as predict_interleaved
+        pass
     fingerprint = texts_fingerprint(texts)
     return [reorder(r.result(interleaved=True), np.argsort(order), fingerprint)
             for r, order in zip(runs, orders, strict=True)]
@@ -286,23 +280,28 @@ def at_threshold(baseline, candidate, labels: np.ndarray, masks: dict, threshold
 
 
 def cache_speedup(repeats: int) -> dict:
-    """Wall time of the CLI gate with an empty cache, then the same command again (median)."""
+    """Wall time of the CLI gate with an empty cache, then the same command again (median): with
+    --no-latency (predictions from the cache, nothing run) and as is (both models are still
+    loaded and timed on a sample: latency is never taken from the cache, issue 11)."""
     gate_file = DEMO / "gate-bf16.toml"
     cache_dir = Path(tempfile.mkdtemp(prefix="textgate-bench-cache-"))
     command = [str(REPO / ".venv" / "bin" / "textgate"), "gate", str(gate_file.relative_to(REPO)),
                "--cache-dir", str(cache_dir), "--format", "json", "--no-progress"]
     try:
         cold, cold_report = timed(command)
-        warm = [timed(command) for _ in range(repeats)]
+        warm = [timed([*command, "--no-latency"]) for _ in range(repeats)]
+        timed_warm = [timed(command) for _ in range(repeats)]
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     if cold_report["baseline"]["cached"] or not all(r["baseline"]["cached"] and r["candidate"]["cached"]
-                                                    for _, r in warm):
+                                                    for _, r in warm + timed_warm):
         raise RuntimeError("expected a cache miss on the cold run and hits on every warm run")
     warm_s = statistics.median(s for s, _ in warm)
+    timed_s = statistics.median(s for s, _ in timed_warm)
     return {"command": " ".join(["textgate", *command[1:4], "<fresh tmp dir>", *command[5:]]),
             "cold_s": round(cold, 2), "warm_s": round(warm_s, 3), "warm_runs_s": [round(s, 3) for s, _ in warm],
-            "speedup": round(cold / warm_s, 1), "verdict": cold_report["verdict"]}
+            "speedup": round(cold / warm_s, 1), "timed_warm_s": round(timed_s, 3),
+            "timed_speedup": round(cold / timed_s, 1), "verdict": cold_report["verdict"]}
 
 
 def timed(command: list[str]) -> tuple[float, dict]:
@@ -441,9 +440,12 @@ def section_rows(r: dict) -> list[str]:
          f"(token budgets {budgets}) | {_rate(order)}; failed: {_checks(order['failed_checks'])} "
          f"| <= 5% | {_met(v['A/A batch-order false fails <= 5%'])} |"),
         *regression_rows(r["regressions"], v),
-        (f"| (iii) gate re-run from cache: cold {cache['cold_s']:.1f} s, warm {cache['warm_s']:.2f} s "
-         f"(median of {len(cache['warm_runs_s'])}, process start included) | {cache['speedup']:.0f}x | >= 20x | "
-         f"{_met(v['cache re-run >= 20x faster'])} |"),
+        (f"| (iii) gate re-run from cache with `--no-latency`: cold {cache['cold_s']:.1f} s, warm "
+         f"{cache['warm_s']:.2f} s (median of {len(cache['warm_runs_s'])}, process start included) | "
+         f"{cache['speedup']:.0f}x | >= 20x | {_met(v['cache re-run >= 20x faster'])} |"),
+        (f"| (iii) the same re-run as is: predictions from the cache, both models loaded and timed on "
+         f"128 texts in the run (issue 11), warm {cache['timed_warm_s']:.2f} s | {cache['timed_speedup']:.1f}x "
+         "| - | (information) |"),
     ]
 
 

@@ -378,3 +378,16 @@ def test_timing_windows_are_neighbours_in_length_from_every_stratum():
         assert g * 250 <= ranks[0] and ranks[-1] < (g + 1) * 250  # inside its stratum
     small_rows, small_groups = timing_windows(counts[:20], 128, window=16)
     assert sorted(small_rows) == list(range(20)) and small_groups.max() == 0
+
+
+def test_no_latency_skips_timing_and_says_so(capsys, tmp_path, tiny_model_dir, data_file):
+    gate = write_gate(tmp_path, tiny_model_dir, data_file)
+    cache = str(tmp_path / "cache")
+    assert run(capsys, "gate", gate, "--cache-dir", cache)[0] == EXIT_OK  # fills the cache
+    code, out, err = run(capsys, "gate", gate, "--cache-dir", cache, "--no-latency", "--format", "json")
+    assert code == EXIT_OK, err
+    report = json.loads(out)
+    assert {c["name"]: c["status"] for c in report["checks"]}["latency per text"] == "skip"
+    assert "--no-latency" in report["latency"]["skipped"]
+    assert "timing both models" not in err
+    assert err.count("baseline:") == 1 and "(predictions from cache)" in err  # no model loaded for timing

@@ -11,6 +11,7 @@ import pytest
 from textgate.hardware import (
     bf16_emulated_note,
     bf16_support,
+    cpu_capability,
     detect_hardware,
     hardware_line,
     isa_cap,
@@ -52,11 +53,37 @@ def test_isa_cap_reads_either_variable():
 
 
 def test_this_machine_is_described():
+    import torch  # noqa: F401 - the thread count is torch's, read once torch is loaded
+
     hardware = detect_hardware()
     assert hardware.cpu_model and hardware.threads >= 1 and hardware.bf16 in ("native", "emulated")
     line = hardware.summary()
     assert hardware.cpu_model in line and f"bf16 {hardware.bf16}" in line
     assert set(hardware.cache_identity()) == {"cpu_model", "cpu_capability", "bf16"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "expected"),
+    [
+        ({"avx2", "fma"}, {}, "AVX2"),
+        ({"avx2"}, {}, "DEFAULT"),  # no FMA: ATen's AVX2 kernels need it
+        ({"avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"}, {}, "AVX512"),
+        ({"avx2", "fma", "avx512f"}, {}, "AVX2"),  # AVX-512 foundation only (Knights Landing)
+        ({"avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"}, {"ATEN_CPU_CAPABILITY": "avx2"}, "AVX2"),
+        ({"avx2", "fma"}, {"ATEN_CPU_CAPABILITY": "default"}, "DEFAULT"),
+        ({"avx2", "fma"}, {"ATEN_CPU_CAPABILITY": "bogus"}, "AVX2"),  # torch warns and ignores it
+    ],
+)
+def test_cpu_capability_follows_atens_rule(flags, environ, expected):
+    assert cpu_capability("x86_64", flags, environ) == expected
+    assert cpu_capability("aarch64", flags, environ) is None
+
+
+def test_cpu_capability_agrees_with_torch_here():
+    """Runs natively and again with the ISA capped in .ci/run: the torch-free rule must match."""
+    import torch
+
+    assert detect_hardware().cpu_capability == str(torch.backends.cpu.get_cpu_capability())
 
 
 @pytest.mark.skipif(os.environ.get("ATEN_CPU_CAPABILITY", "").lower() != "avx2",

@@ -20,12 +20,13 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Hardware", "bf16_emulated_note", "bf16_support", "detect_hardware", "hardware_line", "isa_cap",
-           "settings_notes"]
+__all__ = ["Hardware", "bf16_emulated_note", "bf16_support", "cpu_capability", "detect_hardware", "hardware_line",
+           "isa_cap", "settings_notes"]
 
 # oneDNN's CPU ISA names, lowest first (docs: "CPU Dispatcher Control"); bfloat16 dot products
 # start at AVX512_CORE_BF16 (AVX2_VNNI_2 only converts).
@@ -44,7 +45,7 @@ class Hardware:
     cpu_capability: str  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
     bf16: Literal["native", "emulated"]
     bf16_reason: str
-    threads: int  # torch intra-op threads
+    threads: int | None  # torch intra-op threads; None when torch was not loaded (nothing ran)
     isa_cap: str | None  # ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA when set
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,24 +61,42 @@ class Hardware:
 
 
 def detect_hardware() -> Hardware:
-    """This process's hardware identity (imports torch; the thread count is read each call)."""
-    import torch
-
-    static = _static_identity()
-    return Hardware(**static, threads=torch.get_num_threads())
+    """This process's hardware identity. Cheap on x86: torch is not imported for it (a gate re-run
+    from the cache runs no model); the thread count is torch's when torch is loaded, else None."""
+    torch = sys.modules.get("torch")
+    return Hardware(**_static_identity(), threads=None if torch is None else torch.get_num_threads())
 
 
 @functools.cache
 def _static_identity() -> dict[str, Any]:
-    import torch
-
     info = _read_cpuinfo()
     flags = set(info.get("flags", info.get("Features", "")).split())
-    capability = str(torch.backends.cpu.get_cpu_capability())
+    capability = cpu_capability(platform.machine(), flags, os.environ)
+    if capability is None:  # not x86: ask torch itself
+        import torch
+
+        capability = str(torch.backends.cpu.get_cpu_capability())
     cap = isa_cap(os.environ)
     bf16, reason = bf16_support(platform.machine(), flags, capability, cap)
     return {"cpu_model": _cpu_model(info), "machine": platform.machine(), "cpu_capability": capability,
             "bf16": bf16, "bf16_reason": reason, "isa_cap": cap}
+
+
+def cpu_capability(machine: str, flags: set[str], environ: Any) -> str | None:
+    """What ``torch.backends.cpu.get_cpu_capability()`` returns on x86, without importing torch
+    (ATen's DispatchStub rule: ``ATEN_CPU_CAPABILITY`` if valid, else AVX512 with avx512vl/bw/dq
+    and fma, else AVX2 with avx2 and fma, else DEFAULT); None elsewhere. tests/test_hardware.py
+    checks it against torch, natively and with the ISA capped."""
+    if machine not in ("x86_64", "AMD64", "i686", "i386"):
+        return None
+    requested = str(environ.get("ATEN_CPU_CAPABILITY", "")).strip()
+    if requested in ("avx512", "avx2", "default"):
+        return requested.upper()
+    if {"avx512vl", "avx512bw", "avx512dq", "fma"} <= flags:
+        return "AVX512"
+    if {"avx2", "fma"} <= flags:
+        return "AVX2"
+    return "DEFAULT"
 
 
 def isa_cap(environ: Any) -> str | None:

@@ -23,9 +23,12 @@ from textgate.cli.common import (
 @click.option("--no-cache", is_flag=True, help="Recompute both sides' predictions and store nothing.")
 @click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
               show_default=True, help="What to print on stdout.")
+@click.option("--no-latency", is_flag=True,
+              help="Do not time the models: the latency check is skipped. For quick re-runs from the cache "
+                   "while iterating; leave it off in CI.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache: bool, output_format: str,
-         progress: bool | None) -> None:
+def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache: bool, no_latency: bool,
+         output_format: str, progress: bool | None) -> None:
     """Compare a candidate with a baseline as GATE_FILE describes; exit 1 if a check fails.
 
     Paired statistics on the same examples (bootstrap intervals, McNemar), flips, slices,
@@ -45,7 +48,7 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
     config = load_gate_config(gate_file)
     cache = None if cache_dir is None else PredictionCache(cache_dir)
     quiet_transformers()
-    run = run_gate(config, cache=cache, progress=progress, say=say)
+    run = run_gate(config, cache=cache, progress=progress, time_latency=not no_latency, say=say)
     report = gate_report_dict(run)
     emit_report(report, report, output_format=output_format, out_dir=out_dir,
                 write_reports=write_gate_reports, render_terminal=render_gate_terminal)

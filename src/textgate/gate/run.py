@@ -56,8 +56,10 @@ class GateRun:
 
 
 def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progress: bool | None = None,
-             say: Callable[[str], None] = lambda message: None) -> GateRun:
-    """Run the gate described by ``config``; ``say`` receives one-line progress messages."""
+             time_latency: bool = True, say: Callable[[str], None] = lambda message: None) -> GateRun:
+    """Run the gate described by ``config``; ``say`` receives one-line progress messages.
+    ``time_latency=False`` skips timing the models (the latency check is then skipped, with the
+    reason): for quick re-runs while iterating, never for the verdict CI relies on."""
     plans = {name: _plan(config, name) for name in ("baseline", "candidate")}
     label_names = _common_labels(config, plans)
     dataset = read_dataset(config.resolve(config.data.path), text_col=config.data.text_col,
@@ -82,7 +84,8 @@ def run_gate(config: GateConfig, *, cache: PredictionCache | None = None, progre
         slice_masks=masks.masks, n_resamples=config.settings.bootstrap_resamples, seed=config.settings.seed,
         confidence=1 - config.thresholds.alpha, n_example_flips=config.settings.example_flips,
     )
-    latency, skipped = _measure_latency(config, plans, sides, classifiers, dataset, progress, say)
+    latency, skipped = (_measure_latency(config, plans, sides, classifiers, dataset, progress, say) if time_latency
+                        else (None, "not timed: --no-latency was given (time it for the verdict CI relies on)"))
     cause = notes[0] if notes and plans["candidate"].identity is not None and \
         plans["candidate"].identity.spec.dtype == "bfloat16" else None
     result = check_gate(comparison, config.thresholds, latency=latency, latency_skipped=skipped, latency_cause=cause)

@@ -41,7 +41,7 @@ from textgate.latency import BatchTimings
 from textgate.model import Classifier
 from textgate.predictions import Predictions, texts_fingerprint
 
-__all__ = ["Run", "embed", "predict", "predict_interleaved", "time_interleaved"]
+__all__ = ["Run", "alternate_batches", "embed", "predict", "predict_interleaved", "time_interleaved"]
 
 
 def predict(
@@ -78,7 +78,7 @@ def predict_interleaved(
         for run in runs:
             run.warm_up()
     with _progress_bar(len(texts) * len(runs), progress) as advance:
-        for run_index, batch_index in _alternate(runs):
+        for run_index, batch_index in alternate_batches(runs):
             advance(len(runs[run_index].batches[batch_index].rows))
     return [run.result(interleaved=len(runs) > 1) for run in runs]
 
@@ -104,7 +104,7 @@ def time_interleaved(
     seconds = [np.zeros((rounds, len(run.batches))) for run in runs]
     with _progress_bar(len(texts) * len(runs) * (rounds + warmup_rounds), progress, what="timing") as advance:
         for round_index in range(-warmup_rounds, rounds):
-            for run_index, batch_index in _alternate(runs, first=round_index % len(runs)):
+            for run_index, batch_index in alternate_batches(runs, first=round_index % len(runs)):
                 if round_index >= 0:
                     seconds[run_index][round_index, batch_index] = runs[run_index].seconds[batch_index]
                 advance(len(runs[run_index].batches[batch_index].rows))
@@ -112,7 +112,7 @@ def time_interleaved(
             for s, run in zip(seconds, runs, strict=True)]
 
 
-def _alternate(runs: Sequence[Run], *, first: int = 0) -> Iterator[tuple[int, int]]:
+def alternate_batches(runs: Sequence[Run], *, first: int = 0) -> Iterator[tuple[int, int]]:
     """Run every batch of every run, the run with the smallest share of texts done next (ties:
     from ``first`` on); yields (run index, batch index) after each batch."""
     done = [0] * len(runs)
