@@ -226,3 +226,15 @@ def test_a_full_disk_while_writing_is_exit_2_not_an_internal_error(capsys, monke
     monkeypatch.setattr(pq, "write_table", disk_full)
     code, _, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(tmp_path / "p.parquet"))
     assert code == EXIT_USAGE and "No space left on device" in err and "internal error" not in err
+
+
+def test_predict_format_json_summarises_the_file_written(capsys, tiny_model_dir, data_file, tmp_path):
+    out = tmp_path / "p.parquet"
+    code, stdout, err = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(out), "--format", "json")
+    assert code == EXIT_OK, err
+    summary = json.loads(stdout)
+    assert summary["kind"] == "textgate.predict" and summary["out"] == str(out) and summary["rows"] == len(TEXTS)
+    assert sum(summary["predicted_counts"].values()) == len(TEXTS)
+    assert summary["label_names"] == list(LABELS) and summary["hardware"]["cpu_model"]
+    code, stdout, _ = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(out))
+    assert code == EXIT_OK and stdout == ""  # human: messages on stderr only, as before

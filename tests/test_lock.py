@@ -355,3 +355,13 @@ def test_demo_lock_verifies(capsys):
     code, out, err = run(capsys, "verify", DEMO / "textgate.lock")
     assert code == EXIT_OK, out + err
     assert "files      ok: 13 files" in out and "license    ok: model apache-2.0, adapter unknown" in out
+
+
+def test_lock_format_json_summarises_the_lock_written(capsys, locked_base, tmp_path):
+    out = tmp_path / "again.lock"
+    code, stdout, err = run(capsys, "lock", locked_base / "model", "--out", out, "--format", "json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["kind"] == "textgate.lock" and summary["out"] == str(out) and out.is_file()
+    assert summary["files"] == sorted(tomllib.loads(out.read_text())["files"])
+    assert summary["canary"]["texts"] > 0 and summary["tokenizer_probes"] > 0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "AuditResult",
+    "BatcherClosed",
     "CalibrationResult",
     "Classifier",
     "Comparison",
@@ -31,9 +32,12 @@ __all__ = [
     "Guard",
     "GuardRules",
     "Lock",
+    "LogQueueFull",
     "ModelLoadError",
     "ModelSpec",
+    "OutputError",
     "Predictions",
+    "QueueFull",
     "ServeConfig",
     "SliceSpec",
     "TextgateError",
@@ -59,9 +63,13 @@ __all__ = [
 
 # Where each public name lives: one package per capability (README.md, "Layout").
 _HOME = {
+    "BatcherClosed": "textgate.errors",
     "ConfigError": "textgate.errors",
     "DataError": "textgate.errors",
+    "LogQueueFull": "textgate.errors",
     "ModelLoadError": "textgate.errors",
+    "OutputError": "textgate.errors",
+    "QueueFull": "textgate.errors",
     "TextgateError": "textgate.errors",
     "Dataset": "textgate.data",
     "read_dataset": "textgate.data",
@@ -103,7 +111,16 @@ if TYPE_CHECKING:
     from textgate.audit import AuditResult, audit_labels
     from textgate.calibrate import CalibrationResult, calibrate_temperature
     from textgate.data import Dataset, read_dataset
-    from textgate.errors import ConfigError, DataError, ModelLoadError, TextgateError
+    from textgate.errors import (
+        BatcherClosed,
+        ConfigError,
+        DataError,
+        LogQueueFull,
+        ModelLoadError,
+        OutputError,
+        QueueFull,
+        TextgateError,
+    )
     from textgate.evaluation import EvalReport, evaluate
     from textgate.gate import (
         GateConfig,

@@ -6,7 +6,9 @@ received and what to do, so the CLI can print it as one line.
     ├── DataError(ValueError)        a dataset or predictions file is wrong       (field, path, row)
     ├── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
     ├── OutputError(OSError)         an output file or folder cannot be written there    (option, path)
-    └── LogQueueFull(RuntimeError)   the prediction log's queue had no room; records dropped, counted
+    ├── LogQueueFull(RuntimeError)   the prediction log's queue had no room; records dropped, counted
+    ├── QueueFull(RuntimeError)      the server's micro-batch queue is full; retry later (HTTP 503)
+    └── BatcherClosed(RuntimeError)  the server is shutting down and takes no new work (HTTP 503)
 
 Subclassing the builtins keeps callers' ``except ValueError`` / ``except OSError`` working.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "OutputError", "TextgateError"]
+__all__ = ["BatcherClosed", "ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "OutputError", "QueueFull",
+           "TextgateError"]
 
 
 class TextgateError(Exception):
@@ -74,3 +77,11 @@ class OutputError(TextgateError, OSError):
 class LogQueueFull(TextgateError, RuntimeError):
     """The prediction LogWriter's queue had no room: the records were dropped (and counted)
     instead of blocking the request."""
+
+
+class QueueFull(TextgateError, RuntimeError):
+    """The micro-batcher's queue holds ``max_queue_texts`` texts already; retry later."""
+
+
+class BatcherClosed(TextgateError, RuntimeError):
+    """The server is shutting down and takes no new work."""

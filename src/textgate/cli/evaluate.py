@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from textgate.cli.common import (
     check_outputs,
@@ -28,9 +30,12 @@ from textgate.cli.common import (
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
               help="Where to write the Predictions Parquet file.")
+@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="What to print on stdout (json: a summary of what was written).")
 @data_options
 @model_options
-def predict(model: str, data: Path, out_path: Path, text_col: str, label_col: str, **run_options: Any) -> None:
+def predict(model: str, data: Path, out_path: Path, output_format: str, text_col: str, label_col: str,
+            **run_options: Any) -> None:
     """Run MODEL on DATA and save Predictions to --out (Parquet).
 
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
@@ -54,6 +59,20 @@ def predict(model: str, data: Path, out_path: Path, text_col: str, label_col: st
         say(note)
     say(f"wrote {len(predictions):,} predictions to {out_path} "
         f"({predictions.total_seconds:.1f} s, {len(predictions) / max(predictions.total_seconds, 1e-9):,.0f} texts/s)")
+    if output_format == "json":
+        click.echo(json.dumps(_predict_summary(predictions, out_path), indent=2, allow_nan=False))
+
+
+def _predict_summary(predictions: Any, out_path: Path) -> dict[str, Any]:
+    """What `predict --format json` prints: the file written and what it holds."""
+    names, counts = np.unique(np.asarray(predictions.predicted, dtype=str), return_counts=True)
+    return {"kind": "textgate.predict", "out": str(out_path), "rows": len(predictions),
+            "label_names": list(predictions.label_names),
+            "predicted_counts": {str(n): int(c) for n, c in zip(names, counts, strict=True)},
+            "truncated": None if predictions.truncated is None else int(predictions.truncated.sum()),
+            "seconds": round(predictions.total_seconds, 3), "model_fingerprint": predictions.model_fingerprint,
+            "data_fingerprint": predictions.data_fingerprint,
+            "hardware": (predictions.settings or {}).get("hardware")}
 
 
 @click.command(name="eval")

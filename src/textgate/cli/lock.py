@@ -33,8 +33,10 @@ def _lock_options(command):
 @click.argument("model")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("textgate.lock"),
               show_default=True, help="Where to write the lock file.")
+@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="What to print on stdout (json: a summary of the lock written).")
 @_lock_options
-def lock_command(model: str, out_path: Path, canary_path: Path | None, text_col: str,
+def lock_command(model: str, out_path: Path, output_format: str, canary_path: Path | None, text_col: str,
                  allowed_licenses: tuple[str, ...], progress: bool | None) -> None:
     """Pin MODEL: file hashes, tokenizer behaviour, labels, settings, versions, license and
     canary outputs, written to --out (TOML). Check it later with `textgate verify`.
@@ -56,6 +58,11 @@ def lock_command(model: str, out_path: Path, canary_path: Path | None, text_col:
     say(f"license: model {lock.license.model}" + (f", adapter {lock.license.adapter}" if lock.license.adapter else ""))
     say(f"wrote {out_path}: {len(lock.files)} files, {len(lock.tokenizer['probes'])} tokenizer probes, "
         f"{lock.canary.texts} canary texts (digest {lock.canary.digest})")
+    if output_format == "json":
+        click.echo(json.dumps({"kind": "textgate.lock", "out": str(out_path), "files": sorted(lock.files),
+                               "tokenizer_probes": len(lock.tokenizer["probes"]),
+                               "canary": {"texts": lock.canary.texts, "digest": lock.canary.digest},
+                               "license": lock.license.model_dump(mode="json")}, indent=2, allow_nan=False))
 
 
 @click.command()

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from textgate.errors import TextgateError
+from textgate.errors import BatcherClosed, QueueFull, TextgateError
 from textgate.model import Classifier
 
 __all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_threads", "worker_cores"]
@@ -46,14 +46,6 @@ logger = logging.getLogger(__name__)
 
 TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 _NOT_SAVED = object()  # close() without start(): leave the environment alone
-
-
-class QueueFull(TextgateError, RuntimeError):
-    """The queue holds ``max_queue_texts`` texts already; retry later."""
-
-
-class BatcherClosed(TextgateError, RuntimeError):
-    """The server is shutting down and takes no new work."""
 
 
 @dataclass(frozen=True)
