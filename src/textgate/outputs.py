@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,11 @@ from pathlib import Path
 
 from textgate.errors import OutputError
 
-__all__ = ["atomic_path", "check_output_dir", "check_output_file", "write_text_atomic"]
+__all__ = ["PARTIAL_SUFFIX", "atomic_path", "check_output_dir", "check_output_file", "target_name",
+           "write_text_atomic"]
+
+PARTIAL_SUFFIX = ".partial"
+_PARTIAL_NAME = re.compile(r"\.(.+)\.\d+" + re.escape(PARTIAL_SUFFIX))
 
 
 def check_output_file(path: Path | str, *, option: str) -> Path:
@@ -68,12 +73,20 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
     try:
         yield partial
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def target_name(path: Path | str) -> str:
+    """The name a file will have once written: ``path``'s own, or the target of an
+    :func:`atomic_path` temporary file (so a writer can pick compression from ``.gz``)."""
+    name = Path(path).name
+    match = _PARTIAL_NAME.fullmatch(name)
+    return match[1] if match else name
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:

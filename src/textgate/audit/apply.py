@@ -24,8 +24,7 @@ import csv
 import gzip
 import io
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from textgate.data import (
     table_format,
 )
 from textgate.errors import DataError
+from textgate.outputs import atomic_path, target_name, write_text_atomic
 
 __all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
 
@@ -47,7 +47,6 @@ _TRUE = frozenset({"1", "true", "yes", "y", "x", "accept", "accepted"})
 _FALSE = frozenset({"", "0", "false", "no", "n", "reject", "rejected"})
 _MAX_LISTED = 5
 # The output is first written to OUT + this suffix, then moved into place.
-_PARTIAL = ".partial"
 
 
 @dataclass(frozen=True)
@@ -184,9 +183,11 @@ def apply_corrections(
     ids = {name: i for i, name in enumerate(dataset.label_names)}
     if in_kind == "tweeteval":
         labels = [new_labels.get(i, lab) for i, lab in enumerate(dataset.labels)]
-        _write_atomically(out_path, lambda dst: _write_jsonl_from(dataset.texts, labels, dst, text_col, label_col))
+        with atomic_path(out_path) as partial:
+            _write_jsonl_from(dataset.texts, labels, partial, text_col, label_col)
     else:
-        _write_atomically(out_path, lambda dst: _rewrite_to(data, dst, in_kind, label_col, new_labels, ids))
+        with atomic_path(out_path) as partial:
+            _rewrite_to(data, partial, in_kind, label_col, new_labels, ids)
     changelog = Path(changelog_path) if changelog_path else out_path.with_name(_stem(out_path) + ".changelog.csv")
     _write_changelog(changelog, changes)
     return ApplyResult(n_rows=len(dataset), changes=tuple(changes), unchanged=unchanged, out_path=out_path,
@@ -228,8 +229,8 @@ def _kind(path: Path) -> str | None:
 
 
 def _open_for_writing(path: Path):
-    # Compression follows the final name, not the temporary file's .partial suffix.
-    if path.name.lower().removesuffix(_PARTIAL).endswith(".gz"):
+    # Compression follows the final name, not the temporary file's.
+    if target_name(path).lower().endswith(".gz"):
         return gzip.open(path, "wt", encoding="utf-8", newline="")
     return path.open("w", encoding="utf-8", newline="")
 
@@ -243,18 +244,6 @@ def _new_value(old: Any, name: str, ids: dict[str, int]) -> Any:
     if isinstance(old, str) and old.strip().isdigit():
         return str(ids[name])
     return name
-
-
-def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
-    """``write`` a temporary file next to ``out``, then move it into place, so a failure never
-    leaves a partial dataset behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + _PARTIAL)
-    try:
-        write(partial)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _rewrite_to(data: Path, out: Path, kind: str, label_col: str, new_labels: dict[int, str], ids: dict[str, int]) -> None:
@@ -310,5 +299,4 @@ def _write_changelog(path: Path, changes: Sequence[Correction]) -> None:
     writer.writerow(["row", "text_sha256", "old_label", "new_label", "source"])
     for c in changes:
         writer.writerow([c.row, c.text_sha256, c.old_label, c.new_label, c.source])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    write_text_atomic(path, buffer.getvalue())
