@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-SLANG := \b(omg|lol|lmao|ngl|smh|tbh|fire|sucks|meh)\b
 DEMO := examples/tweet-sentiment
 
 .PHONY: demo test bench lock clean
@@ -16,7 +15,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 # The evaluation, then example (b) of a gate: the postmortem's tokenizer settings must fail it.
 demo: $(INSTALLED)
-	$(BIN)/textgate eval $(DEMO)/model.toml $(DEMO)/val.jsonl --slice 'slang=$(SLANG)' --out-dir reports/demo
+	$(BIN)/textgate eval $(DEMO)/model.toml $(DEMO)/val.jsonl --slices $(DEMO)/slices.toml --out-dir reports/demo
 	@echo; echo "== textgate gate $(DEMO)/gate-postmortem.toml (expected: FAIL, exit code 1) =="
 	@$(BIN)/textgate gate $(DEMO)/gate-postmortem.toml --out-dir reports/gate-postmortem; \
 	  code=$$?; if [ $$code -eq 1 ]; then echo "gate failed as expected (exit 1): see reports/gate-postmortem/report.html"; \

@@ -74,13 +74,13 @@ def load_setup(seed: int) -> Setup:
     from textgate.data import read_dataset
     from textgate.infer import predict
     from textgate.model import load_classifier, load_model_spec
-    from textgate.slices import DEMO_SLANG_PATTERN, SliceSpec, slice_masks
+    from textgate.slices import load_slices_toml, slice_masks
 
     spec = load_model_spec(DEMO / "model.toml")
     classifiers = (load_classifier(spec), load_classifier(spec))
     dataset = read_dataset(DEMO / "val.jsonl", label_names=classifiers[0].label_names)
     predictions = predict(classifiers[0], dataset.texts, progress=False)
-    slices = (SliceSpec(name="slang", kind="regex", pattern=DEMO_SLANG_PATTERN),)
+    slices = load_slices_toml(DEMO / "slices.toml")
     masks = slice_masks(slices, texts=dataset.texts, columns=dataset.columns).masks
     domain = np.zeros(len(dataset), dtype=bool)
     domain[np.random.default_rng([seed, 0]).choice(len(dataset), DOMAIN_SIZE, replace=False)] = True

@@ -12,9 +12,10 @@ from test_infer import pipeline_probabilities
 from textgate.cli import EXIT_OK, main
 from textgate.data import read_dataset
 from textgate.evaluation import evaluate
+from textgate.gate import load_gate_config
 from textgate.hardware import detect_hardware
 from textgate.infer import predict
-from textgate.slices import DEMO_SLANG_PATTERN, parse_slice_flag
+from textgate.slices import load_slices_toml
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +31,17 @@ def test_bundled_data_is_complete(val):
     assert val.label_names == ("negative", "neutral", "positive")
 
 
+@pytest.mark.parametrize("gate_file", sorted(DEMO.glob("gate-*.toml")), ids=lambda p: p.name)
+def test_demo_gate_files_slice_slang_as_the_demo_slices_file_does(gate_file):
+    demo_slices = {spec.name: spec for spec in load_slices_toml(DEMO / "slices.toml")}
+    for spec in load_gate_config(gate_file).slices:
+        if spec.name in demo_slices:
+            assert spec == demo_slices[spec.name], f"{gate_file.name}: slice {spec.name} differs from slices.toml"
+
+
 def test_demo_classifier_reaches_the_quality_bar_on_val(demo_classifier, val):
     report = evaluate(val, predict(demo_classifier, val.texts),
-                      slices=[parse_slice_flag(f"slang={DEMO_SLANG_PATTERN}")])
+                      slices=load_slices_toml(DEMO / "slices.toml"))
     assert report.classification.macro.recall >= 0.60
     assert report.classification.invalid.count == 0
     assert report.slices[0].size > 30
@@ -47,7 +56,7 @@ def test_demo_classifier_equals_the_pipeline_on_200_texts(demo_classifier, val):
 
 
 def test_demo_command_runs_the_main_job(capsys, demo_spec_path, tmp_path):
-    code = main(["eval", str(demo_spec_path), str(DEMO / "val.jsonl"), "--slice", f"slang={DEMO_SLANG_PATTERN}",
+    code = main(["eval", str(demo_spec_path), str(DEMO / "val.jsonl"), "--slices", str(DEMO / "slices.toml"),
                  "--out-dir", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == EXIT_OK, err

@@ -148,3 +148,42 @@ def test_timing_needs_a_timed_round(classifier):
 
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         time_interleaved([classifier], TEXTS, rounds=0)
+
+
+class CountingRuntime:
+    """A runtime that is not PyTorch: logits from token ids alone, with a record of each call."""
+
+    name = "counting"
+
+    def __init__(self, k):
+        self.k = k
+        self.calls = []
+
+    def can_pack(self):
+        return False
+
+    def logits(self, input_ids, token_type_ids, *, width, pad_id, packed):
+        self.calls.append((len(input_ids), width, packed))
+        out = np.zeros((len(input_ids), self.k), dtype=np.float32)
+        for row, ids in enumerate(input_ids):
+            out[row, len(ids) % self.k] = 5.0  # the class is the token count modulo K
+        return out
+
+
+def test_the_engine_reaches_the_model_only_through_its_runtime(classifier):
+    from dataclasses import replace
+
+    from textgate.infer.batches import TorchRuntime, runtime_of
+    from textgate.model import Runtime
+
+    assert isinstance(runtime_of(classifier), TorchRuntime) and isinstance(runtime_of(classifier), Runtime)
+    runtime = CountingRuntime(len(classifier.label_names))
+    assert isinstance(runtime, Runtime)
+    other = replace(classifier, model=None, runtime=runtime)
+    texts = ["a", "a b c", "hello there world", "x y", ""] * 3
+    predictions = predict(other, texts, token_budget=64)
+    expected = [classifier.label_names[n % len(classifier.label_names)] for n in predictions.token_counts]
+    assert list(predictions.predicted) == expected
+    assert sum(n for n, _, _ in runtime.calls) == len(texts) and not any(p for _, _, p in runtime.calls)
+    assert predictions.settings["engine"]["runtime"] == "counting"
+    assert predict(classifier, texts).settings["engine"]["runtime"] == "torch"

@@ -38,6 +38,7 @@ __all__ = [
     "OutputError",
     "Predictions",
     "QueueFull",
+    "Runtime",
     "ServeConfig",
     "SliceSpec",
     "TextgateError",
@@ -79,6 +80,7 @@ _HOME = {
     "SliceSpec": "textgate.slices",
     "Classifier": "textgate.model",
     "ModelSpec": "textgate.model",
+    "Runtime": "textgate.model",
     "load_classifier": "textgate.model",
     "load_model_spec": "textgate.model",
     "predict": "textgate.infer",
@@ -135,7 +137,13 @@ if TYPE_CHECKING:
     from textgate.guard import Guard, GuardRules
     from textgate.infer import predict
     from textgate.lock import Lock, VerifyResult, build_lock, verify_lock
-    from textgate.model import Classifier, ModelSpec, load_classifier, load_model_spec
+    from textgate.model import (
+        Classifier,
+        ModelSpec,
+        Runtime,
+        load_classifier,
+        load_model_spec,
+    )
     from textgate.predictions import Predictions, load_predictions, save_predictions
     from textgate.serve import ServeConfig, create_app
     from textgate.slices import SliceSpec

@@ -26,7 +26,6 @@ import numpy as np
 from textgate.errors import ConfigError, DataError
 
 __all__ = [
-    "DEMO_SLANG_PATTERN",
     "SliceMasks",
     "SliceSpec",
     "combine_slices",
@@ -35,9 +34,6 @@ __all__ = [
     "slice_masks",
     "slices_from_toml",
 ]
-
-# Informal-register words the demo sentiment model is expected to find hard (case-insensitive).
-DEMO_SLANG_PATTERN = r"\b(omg|lol|lmao|ngl|smh|tbh|fire|sucks|meh)\b"
 
 SliceKind = Literal["regex", "column", "length"]
 _KINDS = ("regex", "column", "length")

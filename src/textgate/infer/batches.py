@@ -1,9 +1,10 @@
 """The steps of inference that the offline engine (:mod:`textgate.infer.engine`) and the
 server's micro-batcher share: tokenize every text once (``encode``), plan batches within a token
 budget (``plan_batches``, or ``plan_packed_batches`` for the padding-free forward), and run one
-batch to probabilities (``run_batch``). The contract with a model is :func:`batch_logits`: token
-ids in, logits out; every forward path then ends in :func:`probabilities` (temperature, float32
-softmax).
+batch to probabilities (``run_batch``). The contract with a model is
+:class:`textgate.model.Runtime` (token ids in, logits out), reached through :func:`batch_logits`;
+:class:`TorchRuntime` is the PyTorch one. Every forward path then ends in :func:`probabilities`
+(temperature, float32 softmax).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import torch
 
 from textgate.errors import DataError
 from textgate.infer.packed import packed_logits, supports_packed
-from textgate.model import Classifier
+from textgate.model import Classifier, Runtime
 
 __all__ = [
     "DEFAULT_TOKEN_BUDGET",
     "MAX_BATCH_SIZE",
     "PACKED_GRID_FACTOR",
     "Batch",
+    "TorchRuntime",
     "autocast",
     "batch_logits",
     "can_pack",
@@ -34,6 +36,7 @@ __all__ = [
     "plan_packed_batches",
     "probabilities",
     "run_batch",
+    "runtime_of",
 ]
 
 # Padded tokens per batch: large enough for efficient GEMMs on 2-16 cores, small enough
@@ -123,7 +126,7 @@ def plan_grouped_batches(lengths: np.ndarray, groups: np.ndarray, classifier: Cl
 
 def can_pack(classifier: Classifier) -> bool:
     """Whether the padding-free forward reproduces this classifier's padded one."""
-    return classifier.spec.padding == "longest" and supports_packed(classifier.model)
+    return classifier.spec.padding == "longest" and runtime_of(classifier).can_pack()
 
 
 def plan_packed_batches(lengths: np.ndarray, token_budget: int) -> Iterator[Batch]:
@@ -154,20 +157,48 @@ def run_batch(classifier: Classifier, encoded: dict[str, list[list[int]]], batch
 
 
 def batch_logits(classifier: Classifier, encoded: dict[str, list[list[int]]], batch: Batch) -> torch.Tensor:
-    """The model's side of the contract: token ids of a batch in, logits (rows, K) out, padded or
-    padding-free (``batch.packed``), under inference mode and the spec's autocast."""
-    with torch.inference_mode(), autocast(classifier):
-        if batch.packed:
-            types = encoded.get("token_type_ids")
-            return packed_logits(classifier.model, [encoded["input_ids"][r] for r in batch.rows],
-                                 [types[r] for r in batch.rows] if types is not None else None)
-        return classifier.model(**collate(encoded, batch, pad_id=classifier.tokenizer.pad_token_id or 0)).logits
+    """Logits (rows, K) of one planned batch, from the classifier's runtime, padded or
+    padding-free (``batch.packed``)."""
+    types = encoded.get("token_type_ids")
+    logits = runtime_of(classifier).logits(
+        [encoded["input_ids"][r] for r in batch.rows],
+        [types[r] for r in batch.rows] if types is not None else None,
+        width=batch.width, pad_id=classifier.tokenizer.pad_token_id or 0, packed=batch.packed)
+    return torch.as_tensor(logits)
+
+
+def runtime_of(classifier: Classifier) -> Runtime:
+    """The classifier's runtime: its own, else its PyTorch model run eagerly."""
+    return classifier.runtime if classifier.runtime is not None else TorchRuntime(classifier)
+
+
+class TorchRuntime:
+    """The Classifier's PyTorch model, eagerly, under inference mode and the spec's autocast:
+    padded batches through the model's own forward, packed ones through
+    :func:`textgate.infer.packed.packed_logits`."""
+
+    name = "torch"
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+
+    def can_pack(self) -> bool:
+        return supports_packed(self.classifier.model)
+
+    def logits(self, input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None, *,
+               width: int, pad_id: int, packed: bool) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.classifier):
+            if packed:
+                return packed_logits(self.classifier.model, input_ids, token_type_ids)
+            encoded = {"input_ids": input_ids, **({} if token_type_ids is None else {"token_type_ids": token_type_ids})}
+            rows = Batch(rows=np.arange(len(input_ids)), width=width)
+            return self.classifier.model(**collate(encoded, rows, pad_id=pad_id)).logits
 
 
 def probabilities(classifier: Classifier, logits: torch.Tensor) -> np.ndarray:
     """Float32 softmax of the logits divided by the classifier's temperature (1.0 unless its
     ModelSpec names a calibration file). Every forward path ends here."""
-    logits = logits.float()
+    logits = torch.as_tensor(logits).float()
     if classifier.temperature != 1.0:
         logits = logits / classifier.temperature
     return torch.softmax(logits, dim=-1).numpy()

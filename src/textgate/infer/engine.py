@@ -36,6 +36,7 @@ from textgate.infer.batches import (
     plan_batches,
     plan_grouped_batches,
     run_batch,
+    runtime_of,
 )
 from textgate.latency import BatchTimings
 from textgate.model import Classifier
@@ -227,7 +228,8 @@ def _run_settings(classifier: Classifier, token_budget: int, batches: list[Batch
             "batches": len(batches),
             "order": "length-sorted, longest first",
             "compute": "bfloat16 autocast" if classifier.spec.dtype == "bfloat16" else "float32",
-            "attention": getattr(classifier.model.config, "_attn_implementation", None),
+            "runtime": runtime_of(classifier).name,
+            "attention": getattr(getattr(classifier.model, "config", None), "_attn_implementation", None),
             "torch_threads": torch.get_num_threads(),
             "tokenize_seconds": round(tokenize_s, 4),
         },

@@ -3,6 +3,7 @@
 - ``spec.py``: ModelSpec, and how a MODEL argument is read (file, package, folder, Hub id);
 - ``load.py``: safe loading (``load_classifier``, ``identify_model``) and the fingerprint;
 - ``files.py``: which files of a model folder decide outputs, and their hashes;
+- ``runtime.py``: the engine's contract with whatever runs the model (token ids -> logits);
 - ``lock_file.py``, ``calibration_file.py``: the two files a ModelSpec may name, read here at
   load time (``textgate.lock`` and ``textgate.calibrate`` write them).
 
@@ -18,6 +19,7 @@ from textgate.model.load import (
     load_classifier,
     model_label_names,
 )
+from textgate.model.runtime import Runtime
 from textgate.model.spec import (
     ModelSource,
     ModelSpec,
@@ -32,6 +34,7 @@ __all__ = [
     "ModelIdentity",
     "ModelSource",
     "ModelSpec",
+    "Runtime",
     "effective_max_length",
     "file_sha256",
     "identify_model",

@@ -37,6 +37,7 @@ from textgate.model.files import (
     safetensors_header,
 )
 from textgate.model.lock_file import enforce_lock
+from textgate.model.runtime import Runtime
 from textgate.model.spec import ModelSource, ModelSpec, resolve_source
 
 __all__ = [
@@ -64,6 +65,7 @@ class Classifier:
     fingerprint: str
     weights_sha256: str
     temperature: float = 1.0  # logits are divided by it before the softmax (spec.calibration)
+    runtime: Runtime | None = None  # what runs a batch; None: ``model`` in PyTorch (textgate.model.runtime)
 
     def settings(self) -> dict[str, Any]:
         return {
