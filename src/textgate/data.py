@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from textgate._internal.labels import label_lookup
 from textgate.errors import ConfigError, DataError
 from textgate.text import is_empty_text
 
@@ -34,7 +35,6 @@ __all__ = [
     "TABLE_SUFFIXES",
     "TWEETEVAL_SUFFIX",
     "Dataset",
-    "label_lookup",
     "open_text",
     "read_dataset",
     "read_label_list",
@@ -461,13 +461,6 @@ def _names_or_error(values: list[str], names: tuple[str, ...], *, path: Path,
                         "--label-col names the label column.",
                         field=label_col, path=path, row=min(first_row.values()))
     return np.array([lookup[v] for v in values], dtype=object)
-
-
-def label_lookup(names: tuple[str, ...]) -> dict[str, str]:
-    """Value -> label name: each name maps to itself, each id to its name; names win."""
-    lookup = {str(i): name for i, name in enumerate(names)}
-    lookup.update({name: name for name in names})
-    return lookup
 
 
 def _map_predictions(values: Sequence[Any], names: tuple[str, ...]) -> np.ndarray:

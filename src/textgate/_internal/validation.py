@@ -20,8 +20,6 @@ __all__ = [
     "check_mask",
     "check_probabilities",
     "check_same_length",
-    "encode_labels",
-    "encode_true",
     "is_int",
     "quote",
 ]
@@ -59,25 +57,6 @@ def as_labels(values: Any, name: str) -> np.ndarray:
         raise DataError(f"{name} is empty; metrics need at least one example. Check the dataset "
                         "split and any filters.", field=name)
     return arr
-
-
-def encode_labels(labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Index of each label in ``names``, -1 for labels outside it."""
-    index = {n: i for i, n in enumerate(names)}
-    return np.fromiter((index.get(v, -1) for v in labels), dtype=np.int64, count=labels.size)
-
-
-def encode_true(y_true: Any, names: tuple[str, ...]) -> np.ndarray:
-    labels = as_labels(y_true, "y_true")
-    codes = encode_labels(labels, names)
-    if (codes < 0).any():
-        unknown, counts = np.unique(labels[codes < 0].astype(str), return_counts=True)
-        listed = ", ".join(f"{str(u)!r} ({c})" for u, c in list(zip(unknown, counts))[:MAX_QUOTED])
-        more = f" and {len(unknown) - MAX_QUOTED} more" if len(unknown) > MAX_QUOTED else ""
-        raise DataError(f"y_true must contain only labels in label_names {list(names)}; got unknown "
-                        f"labels {listed}{more}. Fix the dataset's label column or pass the full "
-                        "label set as label_names.", field="y_true")
-    return codes
 
 
 def check_same_length(n_true: int, n_other: int, name: str) -> None:

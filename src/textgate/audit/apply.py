@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textgate._internal.labels import label_lookup
 from textgate.audit.export import text_hash
 from textgate.data import (
     TABLE_SUFFIXES,
     TWEETEVAL_SUFFIX,
-    label_lookup,
     open_text,
     read_dataset,
     table_format,

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from textgate._internal.labels import label_ids
 from textgate._internal.validation import check_class_id_values
 from textgate.errors import ConfigError, DataError
 
@@ -105,17 +106,6 @@ class AuditResult:
                 if count or estimated:
                     out.append({"given": given, "likely": likely, "estimated": estimated, "flagged": count})
         return sorted(out, key=lambda p: (-(p["estimated"] or 0), -p["flagged"], p["given"], p["likely"]))
-
-
-def label_ids(labels: Sequence[str] | np.ndarray, label_names: Sequence[str], *, field: str = "labels") -> np.ndarray:
-    """Label names -> ids in ``label_names`` order; an unknown name is a DataError."""
-    lookup = {name: i for i, name in enumerate(label_names)}
-    unknown = sorted({str(v) for v in labels if v not in lookup})
-    if unknown:
-        raise DataError(f"{field} holds {len(unknown)} names that are not among the probability columns "
-                        f"({', '.join(label_names)}): {', '.join(unknown[:10])}. Pass probabilities whose "
-                        "columns cover every label of the data, in label-name order.", field=field)
-    return np.fromiter((lookup[v] for v in labels), dtype=np.int64, count=len(labels))
 
 
 def validate_audit_inputs(

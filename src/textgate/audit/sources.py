@@ -77,7 +77,8 @@ def audit_inputs(
     dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names_for_data)
     say(f"data: {dataset.summary()}")
     names = dataset.label_names
-    ids = label_ids(dataset.labels, names, field=label_col)
+    ids = label_ids(dataset.labels, names, field=label_col, among="the probability columns",
+                    fix="Pass probabilities whose columns cover every label of the data, in label-name order.")
     fingerprint = texts_fingerprint(dataset.texts)
     if classifier is not None and not k_fold:
         from textgate.infer import DEFAULT_TOKEN_BUDGET, predict

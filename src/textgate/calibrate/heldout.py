@@ -33,11 +33,11 @@ from textgate._internal.bootstrap import (
     percentile_interval,
     resampled_bin_sums,
 )
+from textgate._internal.labels import encode_true
 from textgate._internal.records import Record
 from textgate._internal.validation import (
     check_label_names,
     check_probabilities,
-    encode_true,
 )
 from textgate.calibrate.temperature import (
     LOG_T_BOUNDS,

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from textgate._internal.bootstrap import check_seed
+from textgate._internal.labels import encode_true
 from textgate._internal.records import Record
 from textgate._internal.validation import (
     check_label_names,
     check_probabilities,
     check_same_length,
-    encode_true,
 )
 from textgate.errors import ConfigError, DataError
 from textgate.evaluation.metrics import DEFAULT_N_BINS, calibration_from_codes

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from textgate._internal.labels import encode_labels, encode_true
 from textgate._internal.records import Record
 from textgate._internal.validation import (
     as_labels,
@@ -28,8 +29,6 @@ from textgate._internal.validation import (
     check_mask,
     check_probabilities,
     check_same_length,
-    encode_labels,
-    encode_true,
     quote,
 )
 from textgate.errors import ConfigError, DataError

@@ -49,6 +49,7 @@ from textgate._internal.bootstrap import (
     percentile_interval,
     resampled_bin_sums,
 )
+from textgate._internal.labels import encode_labels, encode_true
 from textgate._internal.records import Record
 from textgate._internal.validation import (
     as_labels,
@@ -56,8 +57,6 @@ from textgate._internal.validation import (
     check_mask,
     check_probabilities,
     check_same_length,
-    encode_labels,
-    encode_true,
     is_int,
 )
 from textgate.errors import ConfigError, DataError
