@@ -89,11 +89,12 @@ def check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
     if bad_rows.size:
         raise DataError(f"probabilities must be finite; rows {quote(bad_rows.tolist())} contain NaN "
                         "or infinity. Check the model's outputs for those examples.",
-                        field="probabilities")
+                        field="probabilities", row=int(bad_rows[0]))
     negative_rows = np.flatnonzero((p < 0).any(axis=1))
     if negative_rows.size:
         raise DataError(f"probabilities must be >= 0; rows {quote(negative_rows.tolist())} have "
-                        "negative entries. Pass softmax outputs, not logits.", field="probabilities")
+                        "negative entries (probabilities must lie in [0, 1]). Pass softmax outputs, not logits.",
+                        field="probabilities", row=int(negative_rows[0]))
     sums = p.sum(axis=1)
     off_rows = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
     if off_rows.size:
@@ -101,7 +102,7 @@ def check_probabilities(probabilities: Any, n: int, k: int) -> np.ndarray:
         raise DataError(f"probabilities rows must sum to 1 (within {ROW_SUM_TOLERANCE}); "
                         f"{off_rows.size} rows do not, e.g. row {first} sums to {sums[first]:.6g}. "
                         "Apply softmax to logits, and keep a column for every label.",
-                        field="probabilities")
+                        field="probabilities", row=int(first))
     return p
 
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from textgate._internal.labels import label_ids
-from textgate._internal.validation import check_class_id_values
+from textgate._internal.validation import ROW_SUM_TOLERANCE, check_class_id_values, check_probabilities
 from textgate.errors import ConfigError, DataError
 
 __all__ = [
@@ -49,9 +49,6 @@ __all__ = [
 
 AUDIT_METHODS = ("confident_learning", "loss")
 RANKED_BY = ("normalized_margin", "self_confidence")
-# float32 softmax rows sum to 1 within ~1e-6; 1e-3 also admits probabilities rounded to 4
-# digits in a CSV, but not scores that were never normalized.
-SUM_TOLERANCE = 1e-3
 # log(0) would make one example's loss infinite and the ranking among them arbitrary.
 MIN_PROBABILITY = 1e-12
 
@@ -135,22 +132,8 @@ def validate_audit_inputs(
     if n == 0:
         raise DataError("labels and probabilities are empty; an audit needs at least one example.", field="labels")
     check_class_id_values(ids, k, columns="probabilities")
-    probs = probs.astype(np.float64)
-    rows = np.flatnonzero(~np.isfinite(probs).all(axis=1))
-    if rows.size:
-        raise DataError(f"probabilities must be finite; row {rows[0]} holds {probs[rows[0]].tolist()} "
-                        f"({rows.size} rows with NaN or inf). Recompute them.", field="probabilities", row=int(rows[0]))
-    rows = np.flatnonzero(((probs < 0) | (probs > 1)).any(axis=1))
-    if rows.size:
-        raise DataError(f"probabilities must lie in [0, 1]; row {rows[0]} holds {probs[rows[0]].tolist()} "
-                        f"({rows.size} rows outside). Pass softmax probabilities, not logits.",
-                        field="probabilities", row=int(rows[0]))
+    probs = check_probabilities(probs, n, k)
     sums = probs.sum(axis=1)
-    rows = np.flatnonzero(np.abs(sums - 1) > SUM_TOLERANCE)
-    if rows.size:
-        raise DataError(f"each row of probabilities must sum to 1 (within {SUM_TOLERANCE:g}); row {rows[0]} sums "
-                        f"to {sums[rows[0]]:.6g} ({rows.size} rows off). Pass softmax probabilities over all "
-                        "K classes, not per-class scores or logits.", field="probabilities", row=int(rows[0]))
     if require_every_class:
         counts = np.bincount(ids, minlength=k)
         missing = np.flatnonzero(counts == 0)
@@ -197,7 +180,7 @@ def audit_labels(
     if top is not None:
         rows, scores = rows[:top], scores[:top]
     settings = {"method": method, "ranked_by": ranked_by if method == "confident_learning" else "loss",
-                "top": top, "sum_tolerance": SUM_TOLERANCE,
+                "top": top, "sum_tolerance": ROW_SUM_TOLERANCE,
                 "estimate": "off-diagonal of cleanlab.count.compute_confident_joint (calibrated)",
                 "cleanlab_version": _cleanlab_version()}
     return AuditResult(label_names=names, method=method, findings=_findings(rows, scores, ids, probs, names, method),
