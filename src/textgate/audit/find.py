@@ -33,7 +33,11 @@ from typing import Any, Literal
 import numpy as np
 
 from textgate._internal.labels import label_ids
-from textgate._internal.validation import ROW_SUM_TOLERANCE, check_class_id_values, check_probabilities
+from textgate._internal.validation import (
+    ROW_SUM_TOLERANCE,
+    check_class_id_values,
+    check_probabilities,
+)
 from textgate.errors import ConfigError, DataError
 
 __all__ = [
