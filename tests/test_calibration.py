@@ -14,20 +14,28 @@ from conftest import LABELS, write_tiny_classifier
 
 from textgate._internal.bootstrap import Scratch
 from textgate.calibrate import (
+    CalibrationPlan,
     apply_temperature,
     calibrate_temperature,
+    check_uncalibrated_predictions,
     fit_temperature,
+    heldout_examples,
     logits_from_probabilities,
     mc_dropout_curve,
     mc_dropout_metrics,
     paired_calibration_changes,
+    parse_pass_counts,
+    plan_calibration,
     read_calibration_file,
+    uncalibrated_spec,
 )
 from textgate.calibrate.heldout import _per_example, _resampled_metrics
 from textgate.calibrate.temperature import softmax
 from textgate.cli import EXIT_OK, EXIT_USAGE, main
 from textgate.errors import ConfigError, DataError
 from textgate.evaluation.metrics import calibration_metrics
+from textgate.model import ModelSpec
+from textgate.predictions import Predictions
 
 NAMES = ("negative", "neutral", "positive")
 
@@ -283,6 +291,83 @@ def test_fit_fraction_with_another_held_out_method_is_refused_not_ignored():
     assert default.eval_rows == half.eval_rows and "(50%)" in default.holdout_description
     larger = calibrate_temperature(y, p, label_names=NAMES, fit_fraction=0.75, n_resamples=100)
     assert larger.n_fit > default.n_fit and "(75%)" in larger.holdout_description
+
+
+# ---------------------------------------------------------------------------------------------
+# What `textgate calibrate` decides before it runs (calibrate/plan.py)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, CalibrationPlan("split", None, None, ())),
+        ({"fit_fraction": 0.7}, CalibrationPlan("split", 0.7, None, ())),
+        ({"k_folds": 5, "mc_dropout": "10,1,5"}, CalibrationPlan("k-fold", None, 5, (10, 1, 5))),
+        ({"eval_data": True, "mc_dropout": [1, 2]}, CalibrationPlan("eval-data", None, None, (1, 2))),
+    ],
+)
+def test_plan_names_the_held_out_method_and_the_mc_dropout_passes(kwargs, expected):
+    assert plan_calibration(runs_model=True, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "match"),
+    [
+        ({"runs_model": True, "eval_data": True, "k_folds": 3}, "--k-fold",
+         "Choose one way to hold out data; got --eval-data and --k-fold."),
+        ({"runs_model": True, "fit_fraction": 0.5, "k_folds": 3}, "--k-fold", "got --fit-split and --k-fold"),
+        ({"runs_model": False, "eval_data": True}, "--eval-data", "--eval-data needs MODEL; with --predictions"),
+        ({"runs_model": False, "mc_dropout": "1"}, "--mc-dropout", "runs the model, so it needs MODEL"),
+        ({"runs_model": True, "mc_dropout": "0,5"}, "--mc-dropout", "pass counts >= 1 .* got '0,5'"),
+        ({"runs_model": True, "mc_dropout": "1,two"}, "--mc-dropout", "got '1,two'"),
+        ({"runs_model": True, "mc_dropout": ""}, "--mc-dropout", "got ''"),
+        ({"runs_model": True, "mc_dropout": [True]}, "--mc-dropout", "got \\[True\\]"),
+    ],
+)
+def test_plan_refuses_conflicting_or_impossible_options_naming_the_option(kwargs, field, match):
+    with pytest.raises(ConfigError, match=match) as caught:
+        plan_calibration(**kwargs)
+    assert caught.value.field == field
+
+
+def test_pass_counts_parse_from_the_command_line_form():
+    assert parse_pass_counts("1,5, 10") == (1, 5, 10)
+    with pytest.raises(ConfigError, match="e.g. 1,5,10,20,40"):
+        parse_pass_counts("1,,5")
+
+
+def _saved(*, probabilities=True, fingerprint="abc", temperature=None) -> Predictions:
+    p = softmax(np.random.default_rng(0).normal(size=(4, 3)))
+    model = {} if temperature is None else {"temperature": temperature}
+    return Predictions(label_names=NAMES, predicted=np.array(NAMES, dtype=object)[p.argmax(1)],
+                       probabilities=p if probabilities else None, settings={"model": model},
+                       model_fingerprint=fingerprint)
+
+
+def test_only_uncalibrated_predictions_with_probabilities_can_be_calibrated():
+    check_uncalibrated_predictions(_saved(), path="raw.parquet")
+    check_uncalibrated_predictions(_saved(temperature=1.0), path="raw.parquet")
+    for saved, found in ((_saved(temperature=1.7), "temperature 1.7"), (_saved(probabilities=False), "no probabilities"),
+                         (_saved(fingerprint=""), "temperature 1.0")):
+        with pytest.raises(DataError, match=f"made by the model without calibration \\(found {found}\\)") as caught:
+            check_uncalibrated_predictions(saved, path="p.parquet")
+        assert (caught.value.field, caught.value.path) == ("predictions", "p.parquet")
+
+
+def test_a_specs_calibration_file_is_set_aside_with_a_note():
+    spec = ModelSpec(model="some/model", calibration="cal.toml")
+    raw, note = uncalibrated_spec(spec)
+    assert raw.calibration is None and raw.model == "some/model" and "ignoring" in note and "cal.toml" in note
+    assert uncalibrated_spec(raw) == (raw, None)
+
+
+def test_mc_dropout_runs_on_the_held_out_rows_or_the_separate_set():
+    y, p = _labelled(n=40)
+    texts = [f"t{i}" for i in range(40)]
+    split = calibrate_temperature(y, p, label_names=NAMES, n_resamples=100)
+    held_texts, held_labels = heldout_examples(split, texts, y)
+    assert held_texts == [texts[i] for i in split.eval_rows] and list(held_labels) == list(y[list(split.eval_rows)])
+    assert heldout_examples(split, texts, y, eval_texts=["e"], eval_labels=["neutral"]) == (["e"], ["neutral"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,15 @@ import os
 import pytest
 from conftest import LABELS
 
-from textgate.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from textgate import errors
+from textgate.cli import (
+    EXIT_GATE_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    main,
+)
 
 TEXTS = ["i love this lol", "awful day", "okay film", "omg so bad", "great game", "meh", "sad night",
          "happy new phone", "the old movie", "not good tbh"]
@@ -238,3 +246,139 @@ def test_predict_format_json_summarises_the_file_written(capsys, tiny_model_dir,
     assert summary["label_names"] == list(LABELS) and summary["hardware"]["cpu_model"]
     code, stdout, _ = run(capsys, "predict", str(tiny_model_dir), str(data_file), "--out", str(out))
     assert code == EXIT_OK and stdout == ""  # human: messages on stderr only, as before
+
+
+# --- one table from exception to exit code and message (cli/errors.py) ---------------------
+
+def _instance(name: str):
+    cls = getattr(errors, name)
+    if cls is errors.LicenseRefused:
+        return cls(("the model's license is 'mit' (license: in README.md), not one of ['apache-2.0']",),
+                   refused="textgate.lock not written")
+    return cls(f"{name} happened; do the fix.")
+
+
+def _raising_cli(monkeypatch, exc: BaseException) -> None:
+    import sys
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(sys.modules["textgate.cli.main"].cli, "main", fail)
+
+
+def test_every_textgate_error_has_its_own_row_in_the_error_table():
+    from textgate.cli.errors import ERROR_EXITS
+
+    missing = [name for name in errors.__all__ if getattr(errors, name) not in ERROR_EXITS]
+    assert not missing, f"add a row to ERROR_EXITS in textgate/cli/errors.py for {missing}"
+    codes = {name: ERROR_EXITS[getattr(errors, name)].code for name in errors.__all__}
+    assert codes.pop("LicenseRefused") == EXIT_GATE_FAILED and set(codes.values()) == {EXIT_USAGE}
+
+
+@pytest.mark.parametrize("name", errors.__all__)
+def test_main_ends_every_textgate_error_as_the_table_says(capsys, monkeypatch, name):
+    from textgate.cli.errors import error_exit
+
+    exc = _instance(name)
+    _raising_cli(monkeypatch, exc)
+    code, out, err = run(capsys, "eval", "x")
+    row = error_exit(exc)
+    assert code == row.code and out == ""
+    assert err.splitlines() == [f"textgate: {line}" for line in row.lines(exc)]
+    assert err.startswith("textgate: license check failed: " if name == "LicenseRefused" else
+                          f"textgate: error: {name} happened; do the fix.")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (PermissionError(13, "Permission denied", "/ro/out.parquet"), EXIT_USAGE,
+         "error: cannot write /ro/out.parquet: Permission denied; choose a writable location"),
+        (FileNotFoundError(2, "No such file or directory", "x"), EXIT_INTERNAL, "internal error: FileNotFoundError:"),
+        (RuntimeError("boom"), EXIT_INTERNAL, "internal error: RuntimeError: boom (run with --debug for the traceback)"),
+        (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted; nothing was written"),
+    ],
+)
+def test_main_ends_other_exceptions_as_the_table_says(capsys, monkeypatch, exc, code, line):
+    _raising_cli(monkeypatch, exc)
+    got, _, err = run(capsys, "eval", "x")
+    assert got == code and err.startswith(f"textgate: {line}")
+
+
+def test_debug_shows_the_traceback_but_not_for_ctrl_c(monkeypatch):
+    _raising_cli(monkeypatch, errors.DataError("bad"))
+    with pytest.raises(errors.DataError, match="bad"):
+        main(["--debug", "eval", "x"])
+    _raising_cli(monkeypatch, KeyboardInterrupt())
+    assert main(["--debug", "eval", "x"]) == EXIT_INTERRUPTED
+
+
+# --- --format human|json on every command that reports ------------------------------------
+
+NOT_REPORTING = {"serve"}  # runs until stopped; its answers are the HTTP API's JSON
+
+
+def _commands():
+    import click
+
+    from textgate.cli import cli
+
+    def walk(group, prefix):
+        for name, command in sorted(group.commands.items()):
+            if isinstance(command, click.Group):
+                yield from walk(command, (*prefix, name))
+            else:
+                yield " ".join((*prefix, name)), command
+
+    return dict(walk(cli, ()))
+
+
+def test_every_reporting_command_takes_the_same_format_option():
+    from textgate.cli.common import OUTPUT_FORMATS
+
+    commands = _commands()
+    assert NOT_REPORTING < set(commands)
+    for name, command in commands.items():
+        formats = [p for p in command.params if "--format" in getattr(p, "opts", ())]
+        if name in NOT_REPORTING:
+            assert not formats, name
+            continue
+        assert len(formats) == 1, f"textgate {name} has no --format (use common.format_option)"
+        option = formats[0]
+        assert (option.name, tuple(option.type.choices), option.default) == ("output_format", OUTPUT_FORMATS, "human")
+
+
+def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, tiny_model_dir, data_file, tmp_path):
+    """Each reporting command on the tiny model, its JSON parsed from stdout; a new command
+    must be added here (the last assert)."""
+    model = str(tiny_model_dir)
+    preds, lock = str(tmp_path / "p.parquet"), str(tmp_path / "m.lock")
+    gate = tmp_path / "gate.toml"
+    gate.write_text(f'[data]\npath = "{data_file}"\n[baseline]\npredictions = "{preds}"\n'
+                    f'[candidate]\npredictions = "{preds}"\n')
+    runs = {
+        "predict": ["predict", model, str(data_file), "--out", preds],
+        "eval": ["eval", "--predictions", preds, str(data_file)],
+        "calibrate": ["calibrate", "--predictions", preds, str(data_file), "--out", str(tmp_path / "cal.toml"),
+                      "--k-fold", "2", "--resamples", "100"],
+        "gate": ["gate", str(gate), "--no-cache", "--no-latency", "--no-progress"],
+        "audit find": ["audit", "find", "--pred-probs", preds, str(data_file), "--method", "loss", "--top", "2",
+                       "--out", str(tmp_path / "audit")],
+        "audit apply": ["audit", "apply", str(tmp_path / "audit" / "issues.csv"), "--data", str(data_file),
+                        "--out", str(tmp_path / "fixed.jsonl")],
+        "lock": ["lock", model, "--out", lock, "--no-progress"],
+        "verify": ["verify", lock, "--no-progress"],
+        "pull": ["pull", model, "--to", str(tmp_path / "pulled"), "--no-progress"],
+    }
+    kinds = {}
+    for name, argv in runs.items():
+        code, out, err = run(capsys, *argv, "--format", "json")
+        assert code == EXIT_OK, f"{name}: {err}"
+        report = json.loads(out)
+        assert isinstance(report["schema_version"], int), name
+        kinds[name] = report["kind"]
+    assert kinds == {"predict": "textgate.predict", "eval": "textgate.eval", "calibrate": "textgate.calibration",
+                     "gate": "textgate.gate", "audit find": "textgate.audit", "audit apply": "textgate.audit_apply",
+                     "lock": "textgate.lock", "verify": "textgate.verify", "pull": "textgate.pull"}
+    assert set(runs) == set(_commands()) - NOT_REPORTING

@@ -14,12 +14,14 @@ from conftest import DEMO, LABELS, write_tiny_classifier
 
 from textgate._internal.toml import dump_toml
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
-from textgate.errors import ConfigError, DataError, ModelLoadError
+from textgate.errors import ConfigError, DataError, LicenseRefused, ModelLoadError
 from textgate.lock import (
     PROBES,
     LockedCanary,
+    allowlist,
     build_lock,
     read_lock,
+    require_allowed_licenses,
     verify_lock,
     write_lock,
 )
@@ -203,6 +205,23 @@ def test_license_from_the_model_card_and_the_allowlist(capsys, tiny_model_copy, 
     assert code == EXIT_GATE_FAILED and sections["license"]["status"] == "changed"
 
 
+def test_license_policy_refuses_before_any_work_and_says_the_fix(tiny_model_copy):
+    (tiny_model_copy / "README.md").write_text("---\nlicense: MIT\n---\n")
+    spec = ModelSpec(model=str(tiny_model_copy))
+    assert allowlist([" MIT", "mit", "Apache-2.0"]) == ("apache-2.0", "mit") and allowlist([]) is None
+    require_allowed_licenses(spec, None, refused="x not written")  # no allowlist: no check
+    require_allowed_licenses(spec, [" Mit "], refused="x not written")
+    with pytest.raises(LicenseRefused) as caught:
+        require_allowed_licenses(spec, ["apache-2.0", "unknown"], refused="x not written")
+    refusal = caught.value
+    assert refusal.failures == (f"the model's license is 'mit' (license: in {tiny_model_copy / 'README.md'}), "
+                                "not one of ['apache-2.0', 'unknown']",)
+    assert refusal.lines() == [f"license check failed: {refusal.failures[0]}",
+                               "x not written; pass --allow-license for each accepted license ('unknown' "
+                               "accepts a missing one)"]
+    assert str(refusal) == "\n".join(refusal.lines())
+
+
 def test_user_canary_file_and_a_changed_canary_is_an_error(capsys, tiny_model_dir, tmp_path):
     canary = tmp_path / "canary.csv"
     canary.write_text("id,tweet\n1,i love this lol\n2,awful day\n3,meh\n")
@@ -322,6 +341,12 @@ def test_pull_copies_verifies_and_enforces(capsys, locked_base, tmp_path):
     code, out, err = run(capsys, "pull", tmp_path / "adapterless.toml", "--to", dest)
     assert code == EXIT_OK, err
     assert out.strip() == str(dest / "model.toml") and "copies match the source" in err
+    code, out, err = run(capsys, "pull", tmp_path / "adapterless.toml", "--to", tmp_path / "again", "--format", "json")
+    assert code == EXIT_OK, err
+    pulled = json.loads(out)
+    assert (pulled["schema_version"], pulled["kind"], pulled["spec"]) == (1, "textgate.pull",
+                                                                          str(tmp_path / "again" / "model.toml"))
+    assert pulled["files"] > 0 and pulled["bytes"] > 0 and pulled["lock"] == str(tmp_path / "again" / "textgate.lock")
     spec = load_model_spec(dest / "model.toml")
     assert spec.lock == str((dest / "textgate.lock").resolve()) and spec.max_length == 32
     assert Path(spec.model) == (dest / "model").resolve()
@@ -362,6 +387,7 @@ def test_lock_format_json_summarises_the_lock_written(capsys, locked_base, tmp_p
     code, stdout, err = run(capsys, "lock", locked_base / "model", "--out", out, "--format", "json")
     assert code == 0, err
     summary = json.loads(stdout)
-    assert summary["kind"] == "textgate.lock" and summary["out"] == str(out) and out.is_file()
+    assert summary["kind"] == "textgate.lock" and summary["schema_version"] == 1
+    assert summary["out"] == str(out) and out.is_file()
     assert summary["files"] == sorted(tomllib.loads(out.read_text())["files"])
     assert summary["canary"]["texts"] > 0 and summary["tokenizer_probes"] > 0

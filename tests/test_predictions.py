@@ -13,6 +13,7 @@ from textgate.errors import DataError
 from textgate.predictions import (
     Predictions,
     load_predictions,
+    predictions_summary,
     save_predictions,
     texts_fingerprint,
 )
@@ -61,6 +62,27 @@ def test_rows_are_restored_to_input_order(tmp_path):
     shuffled = table.take(pa.array([4, 2, 0, 1, 3]))
     pq.write_table(shuffled, path)
     assert list(load_predictions(path).predicted) == list(make_predictions().predicted)
+
+
+def test_probabilities_that_are_not_distributions_are_not_saved(tmp_path):
+    from dataclasses import replace
+
+    good = make_predictions()
+    broken = good.probabilities.copy()
+    broken[2] = np.nan
+    with pytest.raises(DataError, match="must be finite; rows 2 contain NaN"):
+        save_predictions(replace(good, probabilities=broken), tmp_path / "p.parquet")
+    assert not list(tmp_path.iterdir())
+
+
+def test_summary_names_the_file_and_what_it_holds(tmp_path):
+    predictions = make_predictions()
+    summary = predictions_summary(predictions, tmp_path / "p.parquet")
+    assert (summary["schema_version"], summary["kind"], summary["out"]) == (1, "textgate.predict",
+                                                                            str(tmp_path / "p.parquet"))
+    assert summary["rows"] == 5 and sum(summary["predicted_counts"].values()) == 5
+    assert summary["truncated"] == 1 and summary["seconds"] == 0.75 and summary["model_fingerprint"] == "abc"
+    json.dumps(summary, allow_nan=False)
 
 
 def test_texts_fingerprint_depends_on_order_and_boundaries():

@@ -6,6 +6,7 @@ received and what to do, so the CLI can print it as one line.
     ├── DataError(ValueError)        a dataset or predictions file is wrong       (field, path, row)
     ├── ModelLoadError(OSError)      a model, tokenizer or adapter cannot be loaded safely (path)
     ├── OutputError(OSError)         an output file or folder cannot be written there    (option, path)
+    ├── LicenseRefused               a model-card license is not on the allowlist (CLI exit 1) (failures)
     ├── LogQueueFull(RuntimeError)   the prediction log's queue had no room; records dropped, counted
     ├── QueueFull(RuntimeError)      the server's micro-batch queue is full; retry later (HTTP 503)
     └── BatcherClosed(RuntimeError)  the server is shutting down and takes no new work (HTTP 503)
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BatcherClosed", "ConfigError", "DataError", "LogQueueFull", "ModelLoadError", "OutputError", "QueueFull",
-           "TextgateError"]
+__all__ = ["BatcherClosed", "ConfigError", "DataError", "LicenseRefused", "LogQueueFull", "ModelLoadError",
+           "OutputError", "QueueFull", "TextgateError"]
 
 
 class TextgateError(Exception):
-    """Base of every error textgate raises on purpose (CLI exit code 2)."""
+    """Base of every error textgate raises on purpose (CLI exit code 2, but 1 for
+    LicenseRefused: the table in :mod:`textgate.cli.errors`)."""
 
 
 class ConfigError(TextgateError, ValueError):
@@ -72,6 +74,21 @@ class OutputError(TextgateError, OSError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class LicenseRefused(TextgateError):
+    """A model-card license is not one the caller allows, so nothing was locked or copied.
+    A refused check, like a failed gate, rather than a wrong input: ``textgate`` exits 1."""
+
+    def __init__(self, failures: tuple[str, ...], *, refused: str):
+        self.failures = tuple(failures)
+        self.refused = refused
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per refused license, then what was not done and the fix."""
+        return [*(f"license check failed: {failure}" for failure in self.failures),
+                f"{self.refused}; pass --allow-license for each accepted license ('unknown' accepts a missing one)"]
 
 
 class LogQueueFull(TextgateError, RuntimeError):

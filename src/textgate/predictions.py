@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from textgate._internal.validation import check_probabilities
 from textgate.errors import DataError
 from textgate.outputs import atomic_path
 
@@ -35,6 +36,7 @@ __all__ = [
     "is_textgate_predictions",
     "load_any_predictions",
     "load_predictions",
+    "predictions_summary",
     "save_predictions",
     "texts_fingerprint",
 ]
@@ -86,11 +88,16 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 
 def save_predictions(predictions: Predictions, path: Path | str) -> Path:
-    """Write ``predictions`` to a Parquet file (see the module docstring for the layout)."""
+    """Write ``predictions`` to a Parquet file (see the module docstring for the layout).
+
+    Probabilities must be finite rows summing to 1 (DataError otherwise, nothing written): NaN
+    from a broken model must not be saved beside a label that looks like a prediction."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
+    if predictions.probabilities is not None:
+        check_probabilities(predictions.probabilities, len(predictions), len(predictions.label_names))
     columns: dict[str, Any] = {
         "row": pa.array(np.arange(len(predictions), dtype=np.int64)),
         "predicted": pa.array([str(p) for p in predictions.predicted], type=pa.string()),
@@ -115,6 +122,18 @@ def save_predictions(predictions: Predictions, path: Path | str) -> Path:
     with atomic_path(path) as partial:
         pq.write_table(table, partial)
     return path
+
+
+def predictions_summary(predictions: Predictions, path: Path | str) -> dict[str, Any]:
+    """What `textgate predict --format json` prints: the file written to ``path`` and what it holds."""
+    names, counts = np.unique(np.asarray(predictions.predicted, dtype=str), return_counts=True)
+    return {"schema_version": 1, "kind": "textgate.predict", "out": str(path),
+            "rows": len(predictions), "label_names": list(predictions.label_names),
+            "predicted_counts": {str(n): int(c) for n, c in zip(names, counts, strict=True)},
+            "truncated": None if predictions.truncated is None else int(predictions.truncated.sum()),
+            "seconds": round(predictions.total_seconds, 3), "model_fingerprint": predictions.model_fingerprint,
+            "data_fingerprint": predictions.data_fingerprint,
+            "hardware": (predictions.settings or {}).get("hardware")}
 
 
 def load_predictions(path: Path | str) -> Predictions:

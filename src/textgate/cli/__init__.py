@@ -7,7 +7,9 @@ Output paths are checked before any model is loaded.
 Set TEXTGATE_DEBUG=1 (or pass --debug) to see tracebacks.
 
 Commands live one group per module (``evaluate``, ``gate``, ``calibrate``, ``serve``, ``audit``,
-``lock``); ``common`` holds what they share; ``main`` maps errors to exit codes.
+``lock``); ``common`` holds what they share (``--format human|json`` included); ``errors`` is the
+one table from exception to exit code and message, which ``main`` applies. The rules live in the
+capabilities; a command parses, calls and prints.
 """
 
 from textgate.cli.common import (

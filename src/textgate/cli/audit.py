@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from textgate.cli.common import (
     DefaultGroup,
     check_outputs,
     data_options,
+    echo_json,
+    format_option,
     label_name_list,
     load_model,
     model_options,
@@ -57,8 +58,7 @@ def audit() -> None:
 @click.option("--label-names", help="Comma-separated names of the .npy columns of --pred-probs (default: DATA's "
                                    "labels, sorted).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory for the outputs.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout (json: summary.json).")
+@format_option("summary.json")
 @data_options
 @model_options
 def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int, seed: int,
@@ -101,7 +101,7 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     for path in write_audit_outputs(result, dataset.texts, out_dir, summary):
         say(f"wrote {path}")
     if output_format == "json":
-        click.echo(json.dumps(summary, indent=2, allow_nan=False))
+        echo_json(summary)
     else:
         click.echo(_audit_text(summary, result))
 
@@ -114,9 +114,10 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
 @click.option("--changelog", type=click.Path(path_type=Path), help="Default: OUT's name + .changelog.csv.")
 @click.option("--label-names", help="Comma-separated label names in id order (default: summary.json beside "
                                    "CORRECTIONS, else DATA's labels).")
+@format_option("what was written and every label changed")
 @data_options
 def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path | None, label_names: str | None,
-                text_col: str, label_col: str) -> None:
+                output_format: str, text_col: str, label_col: str) -> None:
     """Write DATA with the labels set in CORRECTIONS (an edited issues.csv) to --out.
 
     Fill in corrected_label (a label name or id), or mark accept (yes/x/1) to take
@@ -131,6 +132,17 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
                                text_col=text_col, label_col=label_col, changelog_path=changelog)
     say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
         f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
+    if output_format == "json":
+        echo_json(_apply_summary(result))
+
+
+def _apply_summary(result) -> dict[str, Any]:
+    """What `audit apply --format json` prints: the files written and every label changed."""
+    from dataclasses import asdict
+
+    return {"schema_version": 1, "kind": "textgate.audit_apply", "out": str(result.out_path),
+            "changelog": str(result.changelog_path), "rows": result.n_rows, "changed": len(result.changes),
+            "unchanged": result.unchanged, "changes": [asdict(change) for change in result.changes]}
 
 
 def _audit_text(summary: dict, result) -> str:

@@ -11,6 +11,7 @@ from textgate.cli.common import (
     check_outputs,
     data_options,
     emit_report,
+    format_option,
     load_for_eval,
     load_model,
     model_options,
@@ -38,8 +39,7 @@ from textgate.cli.common import (
               help="Also run MC dropout on the held-out rows with these pass counts, e.g. 1,5,10,20,40.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="Write report.json, report.md and report.html (reliability diagrams) here.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout (json: report.json).")
+@format_option("report.json")
 @data_options
 @model_options
 def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Path, eval_data: Path | None,
@@ -54,7 +54,9 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
     """
     from textgate.calibrate import (
         calibrate_temperature,
+        heldout_examples,
         mc_dropout_curve,
+        plan_calibration,
         write_calibration_file,
     )
     from textgate.calibrate.report import (
@@ -65,20 +67,22 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
 
     check_outputs(files={"--out": out_path}, dirs={"--report": report_dir})
     model, data = split_eval_args(args, predictions_path)
-    passes = _calibrate_checks(model, eval_data, fit_split, k_fold, mc_dropout)
+    plan = plan_calibration(runs_model=model is not None, eval_data=eval_data is not None, fit_fraction=fit_split,
+                            k_folds=k_fold, mc_dropout=mc_dropout)
     inputs = _calibration_inputs(model, data, predictions_path, eval_data, text_col, label_col, run_options)
     dataset, predictions, evaluation = inputs["dataset"], inputs["predictions"], inputs["evaluation"]
     result = calibrate_temperature(
         dataset.labels, predictions.probabilities, label_names=predictions.label_names,
         eval_y_true=None if evaluation is None else evaluation[0].labels,
         eval_probabilities=None if evaluation is None else evaluation[1].probabilities,
-        fit_fraction=fit_split, k_folds=k_fold, seed=seed, n_resamples=resamples)
+        fit_fraction=plan.fit_fraction, k_folds=plan.k_folds, seed=seed, n_resamples=resamples)
     mc = None
-    if passes:
-        texts, labels = ((evaluation[0].texts, evaluation[0].labels) if evaluation is not None else
-                         ([dataset.texts[i] for i in result.eval_rows], dataset.labels[list(result.eval_rows)]))
-        say(f"MC dropout: {max(passes)} stochastic passes over {len(texts):,} held-out texts")
-        mc = mc_dropout_curve(inputs["classifier"], texts, labels, passes=passes, seed=seed,
+    if plan.mc_passes:
+        texts, labels = heldout_examples(result, dataset.texts, dataset.labels,
+                                         eval_texts=None if evaluation is None else evaluation[0].texts,
+                                         eval_labels=None if evaluation is None else evaluation[0].labels)
+        say(f"MC dropout: {max(plan.mc_passes)} stochastic passes over {len(texts):,} held-out texts")
+        mc = mc_dropout_curve(inputs["classifier"], texts, labels, passes=plan.mc_passes, seed=seed,
                               token_budget=run_options.get("token_budget"))
     write_calibration_file(out_path, result, model_fingerprint=predictions.model_fingerprint,
                            label_names=predictions.label_names, data_path=str(data),
@@ -88,49 +92,18 @@ def calibrate(args: tuple[str, ...], predictions_path: Path | None, out_path: Pa
                                      hardware=(predictions.settings or {}).get("hardware"))
     emit_report(report, report, output_format=output_format, out_dir=report_dir,
                 write_reports=write_calibration_reports, render_terminal=render_calibration_terminal)
-    say(f"wrote {out_path} (T = {result.temperature:.4f}); apply it with calibration = \"{out_path.name}\" "
-        "in a ModelSpec (the path is relative to the ModelSpec file)")
-
-
-def _calibrate_checks(model: str | None, eval_data: Path | None, fit_split: float | None, k_fold: int | None,
-                      mc_dropout: str | None) -> tuple[int, ...]:
-    """Usage rules of `calibrate`; returns the MC dropout pass counts (empty: none)."""
-    chosen = [flag for flag, value in (("--eval-data", eval_data), ("--fit-split", fit_split),
-                                       ("--k-fold", k_fold)) if value is not None]
-    if len(chosen) > 1:
-        raise click.UsageError(f"Choose one way to hold out data; got {' and '.join(chosen)}.")
-    if model is None and eval_data is not None:
-        raise click.UsageError("--eval-data needs MODEL; with --predictions use --fit-split or --k-fold.")
-    if mc_dropout is None:
-        return ()
-    if model is None:
-        raise click.UsageError("--mc-dropout runs the model, so it needs MODEL, not --predictions.")
-    try:
-        passes = tuple(int(part) for part in mc_dropout.split(","))
-    except ValueError:
-        passes = ()
-    if not passes or min(passes) < 1:
-        raise click.UsageError(f"--mc-dropout takes pass counts >= 1 separated by commas, e.g. 1,5,10,20,40; "
-                               f"got {mc_dropout!r}.")
-    return passes
 
 
 def _calibration_inputs(model: str | None, data: Path, predictions_path: Path | None, eval_data: Path | None,
                         text_col: str, label_col: str, run_options: dict) -> dict[str, Any]:
     """Labeled DATA and the uncalibrated model's predictions on it (and on --eval-data)."""
+    from textgate.calibrate import check_uncalibrated_predictions
     from textgate.data import read_dataset
-    from textgate.errors import DataError
 
     classifier, evaluation = None, None
     if model is None:
         dataset, predictions = load_for_eval(predictions_path, data, text_col, label_col)
-        temperature = ((predictions.settings or {}).get("model") or {}).get("temperature", 1.0)
-        if predictions.probabilities is None or not predictions.model_fingerprint or temperature != 1.0:
-            raise DataError(f"--predictions {predictions_path} must be a 'textgate predict' file with "
-                            "probabilities, made by the model without calibration (found "
-                            f"{'no probabilities' if predictions.probabilities is None else f'temperature {temperature}'}"
-                            "). Predict again with a ModelSpec that has no calibration field.",
-                            field="predictions", path=predictions_path)
+        check_uncalibrated_predictions(predictions, path=predictions_path)
         description = f"predictions file {predictions_path}"
     else:
         classifier = load_model(model, run_options, uncalibrated=True)

@@ -1,5 +1,6 @@
-"""What every command shares: the exit codes, messages on stderr, loading and running a
-MODEL, the common options, and checking output paths before any work starts."""
+"""What every command shares: the exit codes, messages on stderr, ``--format human|json`` and
+the JSON it prints, loading and running a MODEL, the common options, and checking output paths
+before any work starts. How errors end a command: ``errors.py``."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "MODEL_HELP",
+    "OUTPUT_FORMATS",
     "DefaultGroup",
     "check_outputs",
     "data_options",
+    "echo_json",
     "emit_report",
+    "format_option",
     "label_name_list",
     "load_for_eval",
     "load_model",
@@ -41,6 +45,20 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell expects after Ctrl-C
 MODEL_HELP = ("MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub "
               "id, read in that order.")
+OUTPUT_FORMATS = ("human", "json")  # json: one object with schema_version and kind ("textgate.<command>")
+
+
+def format_option(json_is: str | None = None):
+    """``--format human|json`` (as ``output_format``) of every command that reports a result;
+    ``json_is`` says what the JSON is, when more than the command's report."""
+    return click.option("--format", "output_format", type=click.Choice(OUTPUT_FORMATS), default="human",
+                        show_default=True,
+                        help="What to print on stdout" + (f" (json: {json_is})." if json_is else "."))
+
+
+def echo_json(payload: Any) -> None:
+    """A ``--format json`` result on stdout: strict JSON (no NaN), paths and the like as strings."""
+    click.echo(json.dumps(payload, indent=2, allow_nan=False, default=str))
 
 
 def emit_report(report: Any, as_json: Any, *, output_format: str, out_dir: Path | None,
@@ -50,7 +68,7 @@ def emit_report(report: Any, as_json: Any, *, output_format: str, out_dir: Path 
         for path in write_reports(report, out_dir):
             say(f"wrote {path}")
     if output_format == "json":
-        click.echo(json.dumps(as_json, indent=2, allow_nan=False))
+        echo_json(as_json)
     else:
         render_terminal(report, stdout_console())
 
@@ -153,9 +171,12 @@ def load_model(model: str, run_options: dict, *, uncalibrated: bool = False):
 
     spec, reading = resolve_model_argument(model, dtype=run_options.get("dtype"),
                                            max_length=run_options.get("max_length"))
-    if uncalibrated and spec.calibration is not None:
-        say(f"ignoring the ModelSpec's calibration file {spec.calibration}: calibrate fits the raw model")
-        spec = spec.model_copy(update={"calibration": None})
+    if uncalibrated:
+        from textgate.calibrate import uncalibrated_spec
+
+        spec, note = uncalibrated_spec(spec)
+        if note is not None:
+            say(note)
     quiet_transformers()
     classifier = load_classifier(spec)
     say(f"model: {reading} -> {classifier.source.describe()}"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from textgate.cli.common import (
     check_outputs,
     data_options,
+    echo_json,
     emit_report,
+    format_option,
     load_for_eval,
     load_model,
     model_options,
@@ -30,8 +30,7 @@ from textgate.cli.common import (
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
               help="Where to write the Predictions Parquet file.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout (json: a summary of what was written).")
+@format_option("a summary of what was written")
 @data_options
 @model_options
 def predict(model: str, data: Path, out_path: Path, output_format: str, text_col: str, label_col: str,
@@ -42,37 +41,21 @@ def predict(model: str, data: Path, out_path: Path, output_format: str, text_col
     """
     from textgate.data import read_dataset
     from textgate.evaluation import truncated_note
-    from textgate.evaluation.metrics import check_probabilities
-    from textgate.outputs import check_output_file
-    from textgate.predictions import save_predictions
+    from textgate.predictions import predictions_summary, save_predictions
 
-    check_output_file(out_path, option="--out")
+    check_outputs(files={"--out": out_path})
     classifier = load_model(model, run_options)
     dataset = read_dataset(data, text_col=text_col, label_col=label_col,
                            label_names=classifier.label_names, require_labels=False)
     report_dataset(dataset)
     predictions = run_model(classifier, dataset.texts, run_options)
-    if predictions.probabilities is not None:  # NaN from a broken model must not be saved as a label
-        check_probabilities(predictions.probabilities, len(predictions), len(predictions.label_names))
-    save_predictions(predictions, out_path)
+    save_predictions(predictions, out_path)  # refuses NaN from a broken model: nothing is written
     if (note := truncated_note(predictions)) is not None:
         say(note)
     say(f"wrote {len(predictions):,} predictions to {out_path} "
         f"({predictions.total_seconds:.1f} s, {len(predictions) / max(predictions.total_seconds, 1e-9):,.0f} texts/s)")
     if output_format == "json":
-        click.echo(json.dumps(_predict_summary(predictions, out_path), indent=2, allow_nan=False))
-
-
-def _predict_summary(predictions: Any, out_path: Path) -> dict[str, Any]:
-    """What `predict --format json` prints: the file written and what it holds."""
-    names, counts = np.unique(np.asarray(predictions.predicted, dtype=str), return_counts=True)
-    return {"kind": "textgate.predict", "out": str(out_path), "rows": len(predictions),
-            "label_names": list(predictions.label_names),
-            "predicted_counts": {str(n): int(c) for n, c in zip(names, counts, strict=True)},
-            "truncated": None if predictions.truncated is None else int(predictions.truncated.sum()),
-            "seconds": round(predictions.total_seconds, 3), "model_fingerprint": predictions.model_fingerprint,
-            "data_fingerprint": predictions.data_fingerprint,
-            "hardware": (predictions.settings or {}).get("hardware")}
+        echo_json(predictions_summary(predictions, out_path))
 
 
 @click.command(name="eval")
@@ -85,8 +68,7 @@ def _predict_summary(predictions: Any, out_path: Path) -> dict[str, Any]:
 @click.option("--slices", "slices_file", type=click.Path(path_type=Path),
               help="A TOML file of slice definitions (regex, column value, token-length buckets).")
 @click.option("--out-dir", type=click.Path(path_type=Path), help="Write report.json and report.md here.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout.")
+@format_option("report.json")
 @data_options
 @model_options
 def eval_command(args: tuple[str, ...], predictions_path: Path | None, slice_flags: tuple[str, ...],

@@ -10,6 +10,7 @@ from textgate.cli.common import (
     EXIT_GATE_FAILED,
     check_outputs,
     emit_report,
+    format_option,
     quiet_transformers,
     say,
 )
@@ -21,8 +22,7 @@ from textgate.cli.common import (
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Prediction cache (default $TEXTGATE_CACHE_DIR or ~/.cache/textgate).")
 @click.option("--no-cache", is_flag=True, help="Recompute both sides' predictions and store nothing.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout.")
+@format_option("report.json")
 @click.option("--no-latency", is_flag=True,
               help="Do not time the models: the latency check is skipped. For quick re-runs from the cache "
                    "while iterating; leave it off in CI.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,6 +9,8 @@ import click
 from textgate.cli.common import (
     EXIT_GATE_FAILED,
     check_outputs,
+    echo_json,
+    format_option,
     quiet_transformers,
     say,
 )
@@ -33,8 +34,7 @@ def _lock_options(command):
 @click.argument("model")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("textgate.lock"),
               show_default=True, help="Where to write the lock file.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout (json: a summary of the lock written).")
+@format_option("a summary of the lock written")
 @_lock_options
 def lock_command(model: str, out_path: Path, output_format: str, canary_path: Path | None, text_col: str,
                  allowed_licenses: tuple[str, ...], progress: bool | None) -> None:
@@ -43,13 +43,18 @@ def lock_command(model: str, out_path: Path, output_format: str, canary_path: Pa
 
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
     """
-    from textgate.lock import build_lock, write_lock
+    from textgate.lock import (
+        build_lock,
+        lock_summary,
+        require_allowed_licenses,
+        write_lock,
+    )
     from textgate.model import resolve_model_argument
 
     check_outputs(files={"--out": out_path})
     spec, reading = resolve_model_argument(model)
     say(f"model: {reading}")
-    _check_licenses(spec, allowed_licenses, refused=f"{out_path} not written")
+    require_allowed_licenses(spec, allowed_licenses, refused=f"{out_path} not written")
     quiet_transformers()
     lock = build_lock(spec, lock_dir=out_path.parent, canary_path=canary_path, text_col=text_col,
                       allowed_licenses=allowed_licenses or None,
@@ -59,10 +64,7 @@ def lock_command(model: str, out_path: Path, output_format: str, canary_path: Pa
     say(f"wrote {out_path}: {len(lock.files)} files, {len(lock.tokenizer['probes'])} tokenizer probes, "
         f"{lock.canary.texts} canary texts (digest {lock.canary.digest})")
     if output_format == "json":
-        click.echo(json.dumps({"kind": "textgate.lock", "out": str(out_path), "files": sorted(lock.files),
-                               "tokenizer_probes": len(lock.tokenizer["probes"]),
-                               "canary": {"texts": lock.canary.texts, "digest": lock.canary.digest},
-                               "license": lock.license.model_dump(mode="json")}, indent=2, allow_nan=False))
+        echo_json(lock_summary(lock, out_path))
 
 
 @click.command()
@@ -70,8 +72,7 @@ def lock_command(model: str, out_path: Path, output_format: str, canary_path: Pa
 @click.argument("model", required=False)
 @click.option("--allow-license", "allowed_licenses", multiple=True, metavar="ID",
               help="Accepted model-card license; repeatable. Default: the lock's allowlist, if any.")
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human",
-              show_default=True, help="What to print on stdout.")
+@format_option("every section's status and changes")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 def verify(lock_file: Path, model: str | None, allowed_licenses: tuple[str, ...], output_format: str,
            progress: bool | None) -> None:
@@ -92,7 +93,7 @@ def verify(lock_file: Path, model: str | None, allowed_licenses: tuple[str, ...]
     quiet_transformers()
     result = verify_lock(lock_file, spec, allowed_licenses=allowed_licenses or None, progress=progress, say=say)
     if output_format == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False, default=str))
+        echo_json(result.to_dict())
     else:
         click.echo("\n".join(result.lines()))
     if result.exit_code:
@@ -104,8 +105,9 @@ def verify(lock_file: Path, model: str | None, allowed_licenses: tuple[str, ...]
 @click.option("--to", "dest", type=click.Path(path_type=Path), required=True,
               help="Folder to copy the model into (must be empty or new).")
 @click.option("--force", is_flag=True, help="Replace what pull writes in a non-empty --to folder.")
+@format_option("what was copied")
 @_lock_options
-def pull(model: str, dest: Path, force: bool, canary_path: Path | None, text_col: str,
+def pull(model: str, dest: Path, force: bool, output_format: str, canary_path: Path | None, text_col: str,
          allowed_licenses: tuple[str, ...], progress: bool | None) -> None:
     """Copy MODEL (and its adapter and calibration file) into --to with a model.toml and a
     textgate.lock that loading enforces, so a deploy needs no network.
@@ -113,27 +115,19 @@ def pull(model: str, dest: Path, force: bool, canary_path: Path | None, text_col
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id
     (read from the local Hugging Face cache when the Hub cannot be reached).
     """
-    from textgate.lock import pull_model
+    from textgate.lock import pull_model, require_allowed_licenses
     from textgate.model import resolve_model_argument
 
     check_outputs(dirs={"--to": dest})
     spec, reading = resolve_model_argument(model)
     say(f"model: {reading}")
-    _check_licenses(spec, allowed_licenses, refused="nothing copied")
+    require_allowed_licenses(spec, allowed_licenses, refused="nothing copied")
     quiet_transformers()
     result = pull_model(spec, dest, force=force, canary_path=canary_path, text_col=text_col,
                         allowed_licenses=allowed_licenses or None, progress=progress, say=say)
     say(f"pulled {result.files} files ({result.bytes / 1e6:.1f} MB) into {result.folder}; copies match the source")
-    click.echo(str(result.spec_path))
+    if output_format == "json":
+        echo_json(result.to_dict())
+    else:
+        click.echo(str(result.spec_path))
 
-
-def _check_licenses(spec, allowed_licenses: tuple[str, ...], *, refused: str) -> None:
-    """Exit 1 (a failed check, before any work) when a model-card license is not allowed."""
-    from textgate.lock import license_failures
-
-    failures = license_failures(spec, allowed_licenses)
-    for failure in failures:
-        say(f"license check failed: {failure}")
-    if failures:
-        say(f"{refused}; pass --allow-license for each accepted license ('unknown' accepts a missing one)")
-        raise click.exceptions.Exit(EXIT_GATE_FAILED)

@@ -1,8 +1,7 @@
-"""The `textgate` group and its entry point, which maps errors to exit codes."""
+"""The `textgate` group and its entry point, which ends on an error as ``errors.py`` says."""
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -11,23 +10,17 @@ import click
 from textgate.cli.audit import audit
 from textgate.cli.calibrate import calibrate
 from textgate.cli.common import (
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     say,
 )
+from textgate.cli.errors import error_exit
 from textgate.cli.evaluate import eval_command, predict
 from textgate.cli.gate import gate
 from textgate.cli.lock import lock_command, pull, verify
 from textgate.cli.serve import serve
-from textgate.errors import TextgateError
 
 __all__ = ["cli", "main"]
-
-# File system refusals that are the user's to fix (permissions, read-only, full disk, path shape).
-_OUTPUT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                            errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +37,7 @@ for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_comm
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and map errors to exit codes."""
+    """Entry point: run the CLI; an error ends it as the table in :mod:`textgate.cli.errors` says."""
     debug = os.environ.get("TEXTGATE_DEBUG") == "1" or "--debug" in (argv or sys.argv[1:])
     try:
         # Without standalone mode click returns the code of a ctx.exit()/Exit instead of raising.
@@ -58,26 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            say("interrupted; nothing was written")
-            return EXIT_INTERRUPTED
+            return _end(exc.__cause__, debug)
         say("aborted")
         return EXIT_USAGE
-    except TextgateError as exc:
-        if debug:
-            raise
-        say(f"error: {exc}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        say("interrupted; nothing was written")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if debug:
-            raise
-        if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
-            say(f"error: cannot write {exc.filename or 'an output'}: {exc.strerror}; choose a writable "
-                "location with free space (see --help for the output options).")
-            return EXIT_USAGE
-        # an internal bug: say so, and how to see the traceback
-        say(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
-        return EXIT_INTERNAL
+    except BaseException as exc:
+        return _end(exc, debug)
     return EXIT_OK
+
+
+def _end(exc: BaseException, debug: bool) -> int:
+    row = error_exit(exc)
+    if row is None or (debug and row.debug_traceback):
+        raise exc
+    for line in row.lines(exc):
+        say(line)
+    return row.code

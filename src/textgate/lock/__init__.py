@@ -10,9 +10,15 @@ from textgate.lock.build import (
     CANARY_TOLERANCE,
     PROBES,
     build_lock,
+    lock_summary,
     read_canary_texts,
 )
-from textgate.lock.license import card_license, license_failures
+from textgate.lock.license import (
+    allowlist,
+    card_license,
+    license_failures,
+    require_allowed_licenses,
+)
 from textgate.lock.pull import PullResult, pull_model
 from textgate.lock.verify import (
     CanaryComparison,
@@ -42,13 +48,16 @@ __all__ = [
     "PullResult",
     "SectionResult",
     "VerifyResult",
+    "allowlist",
     "build_lock",
     "card_license",
     "enforce_lock",
     "license_failures",
+    "lock_summary",
     "pull_model",
     "read_canary_texts",
     "read_lock",
+    "require_allowed_licenses",
     "verify_lock",
     "write_lock",
 ]

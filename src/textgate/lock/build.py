@@ -31,7 +31,7 @@ from typing import Any
 
 from textgate._internal.versions import library_versions
 from textgate.errors import DataError, ModelLoadError
-from textgate.lock.license import License, card_licenses
+from textgate.lock.license import License, allowlist, card_licenses
 from textgate.model import (
     ModelSource,
     ModelSpec,
@@ -63,6 +63,7 @@ __all__ = [
     "build_lock",
     "canary_digest",
     "canary_rows",
+    "lock_summary",
     "observe_static",
     "read_canary_texts",
     "run_canary",
@@ -126,7 +127,7 @@ def build_lock(
     """Load ``spec``, probe it and run the canary; the lock's paths are relative to ``lock_dir``.
 
     ``allowed_licenses`` is recorded (verify enforces it); check it first with
-    :func:`license_failures`, as the CLI does, to refuse locking a model it does not allow.
+    :func:`require_allowed_licenses`, as the CLI does, to refuse locking a model it does not allow.
     """
     spec = spec.model_copy(update={"lock": None})  # the lock describes files, it does not check them
     identity = identify_model(spec)  # resolves the model once (a Hub id: one snapshot lookup)
@@ -155,7 +156,7 @@ def build_lock(
         settings=settings_section(spec, classifier, predictions.settings.get("engine", {})),
         license=LockedLicense(model=licenses["model"].license,
                               adapter=licenses["adapter"].license if "adapter" in licenses else None,
-                              allowed=sorted({a.lower() for a in allowed_licenses}) if allowed_licenses else None),
+                              allowed=list(allowlist(allowed_licenses) or ()) or None),
         versions=library_versions(),
         canary=LockedCanary(
             source=BUNDLED_CANARY if canary_path is None else _relative(canary_path, lock_dir),
@@ -163,6 +164,14 @@ def build_lock(
             decimals=CANARY_DECIMALS, tolerance=CANARY_TOLERANCE, digest=canary_digest(rows), rows=rows,
         ),
     )
+
+
+def lock_summary(lock: Lock, path: Path | str) -> dict[str, Any]:
+    """What `textgate lock --format json` prints: the lock written to ``path`` in brief."""
+    return {"schema_version": 1, "kind": "textgate.lock", "out": str(path), "files": sorted(lock.files),
+            "tokenizer_probes": len(lock.tokenizer["probes"]),
+            "canary": {"texts": lock.canary.texts, "digest": lock.canary.digest},
+            "license": lock.license.model_dump(mode="json")}
 
 
 def read_canary_texts(path: Path | None, *, text_col: str = "text") -> tuple[tuple[str, ...], str]:

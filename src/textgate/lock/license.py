@@ -1,5 +1,11 @@
 """Model-card licenses: read the ``license:`` of the model's and the adapter's README.md, and
-check them against an allowlist (`textgate lock/pull/verify --allow-license`)."""
+check them against an allowlist (`textgate lock/pull/verify --allow-license`).
+
+The policy: without an allowlist nothing is checked; with one, a license is accepted when it
+equals an allowlist entry (case and surrounding spaces ignored), and a card without a license
+reads ``unknown``, accepted only when ``unknown`` is listed. `lock` and `pull` refuse before any
+work (:func:`require_allowed_licenses`, LicenseRefused: exit 1); `verify` reports a refused
+license as a failed section."""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from textgate.errors import LicenseRefused
 from textgate.model import ModelSpec, resolve_source
 
-__all__ = ["UNKNOWN_LICENSE", "License", "card_license", "card_licenses", "license_failures", "license_failures_of"]
+__all__ = ["UNKNOWN_LICENSE", "License", "allowlist", "card_license", "card_licenses", "license_failures",
+           "license_failures_of", "require_allowed_licenses"]
 
 UNKNOWN_LICENSE = "unknown"
 
@@ -51,6 +59,20 @@ def license_failures(spec: ModelSpec, allowed: Sequence[str] | None) -> list[str
     return license_failures_of(card_licenses(spec, resolve_source(spec).path), allowed)
 
 
+def require_allowed_licenses(spec: ModelSpec, allowed: Sequence[str] | None, *, refused: str) -> None:
+    """Raise LicenseRefused, before any work, when a model-card license of ``spec`` is not in
+    ``allowed``; ``refused`` says what is then not done (e.g. "textgate.lock not written")."""
+    failures = license_failures(spec, allowed)
+    if failures:
+        raise LicenseRefused(tuple(failures), refused=refused)
+
+
+def allowlist(allowed: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``allowed`` as the lock records and every check compares it: lower case, stripped,
+    sorted, without repeats; None when empty (no license check)."""
+    return tuple(sorted({a.strip().lower() for a in allowed})) if allowed else None
+
+
 def card_licenses(spec: ModelSpec, model_folder: Path) -> dict[str, License]:
     """The model card's license, and the adapter card's when the spec has an adapter."""
     licenses = {"model": card_license(model_folder)}
@@ -60,8 +82,8 @@ def card_licenses(spec: ModelSpec, model_folder: Path) -> dict[str, License]:
 
 
 def license_failures_of(licenses: Mapping[str, License], allowed: Sequence[str] | None) -> list[str]:
-    if not allowed:
+    accepted = allowlist(allowed)
+    if accepted is None:
         return []
-    accepted = {a.strip().lower() for a in allowed}
-    return [f"the {part}'s license is {found.license!r} ({found.reason}), not one of {sorted(accepted)}"
+    return [f"the {part}'s license is {found.license!r} ({found.reason}), not one of {list(accepted)}"
             for part, found in licenses.items() if found.license not in accepted]

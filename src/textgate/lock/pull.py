@@ -33,6 +33,11 @@ class PullResult:
     files: int
     bytes: int
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `textgate pull --format json` prints."""
+        return {"schema_version": 1, "kind": "textgate.pull", "folder": str(self.folder), "spec": str(self.spec_path),
+                "lock": str(self.lock_path), "files": self.files, "bytes": self.bytes}
+
 
 def pull_model(
     spec: ModelSpec,

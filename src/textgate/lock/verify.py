@@ -28,7 +28,12 @@ from textgate.lock.build import (
     settings_section,
     tokenizer_section,
 )
-from textgate.lock.license import UNKNOWN_LICENSE, License, license_failures_of
+from textgate.lock.license import (
+    UNKNOWN_LICENSE,
+    License,
+    allowlist,
+    license_failures_of,
+)
 from textgate.model import (
     ModelSource,
     ModelSpec,
@@ -185,7 +190,7 @@ def verify_lock(
                                  summary=f"{len(state.files)} files")
     if state.labels is not None:
         sections["labels"] = _section("labels", _diff_labels(lock.labels, state.labels))
-    allowed = allowed_licenses if allowed_licenses else lock.license.allowed
+    allowed = allowlist(allowed_licenses) or lock.license.allowed
     sections["license"] = _license_section(lock.license, state.licenses, allowed)
     versions = library_versions()
     sections["versions"] = _section("versions", _diff_flat(lock.versions, versions))
