@@ -7,9 +7,10 @@
     GET  /metrics       Prometheus text format (see textgate.serve.prometheus)
     GET  /openapi.json  the schema of all of the above
 
-Every prediction goes through the Guard and is logged (a keyed HMAC-SHA256 of the text; the
-text itself only with ``log_text``). The API key is checked first, before the body is read, so
-an unauthenticated caller gets 401 whatever it sends. Limits answer 4xx, never 5xx: body size
+Every prediction goes through the Guard and is logged (textgate's one text hash, a keyed
+HMAC-SHA256 of the text, ``textgate._internal.hashing``; the text itself only with
+``log_text``). The API key is checked first, before the body is read, so an unauthenticated
+caller gets 401 whatever it sends. Limits answer 4xx, never 5xx: body size
 413, a body slower than ``body_timeout_s`` 408 (and the connection is closed), too many texts
 or characters 422 (naming the field and the limit), bad JSON/types/UTF-8 400/422. Every 503 and
 504 carries Retry-After: a full queue 503, a request over ``request_timeout_s`` 504, and under
@@ -39,6 +40,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.datastructures import MutableHeaders
 
+from textgate._internal.hashing import TEXT_HASH_ALGORITHM, text_hash
 from textgate.errors import DataError
 from textgate.guard import REASONS, Guard, GuardedPrediction
 from textgate.model import Classifier
@@ -318,7 +320,7 @@ class _Service:
                    request_id: str, deadline: float) -> str:
         if self.writer is None:
             return "disabled"
-        from textgate.serve.store import LogQueueFull, LogRecord, keyed_text_hash
+        from textgate.serve.store import LogQueueFull, LogRecord
 
         shadow_labels = None
         if shadow_future is not None:
@@ -331,7 +333,7 @@ class _Service:
         records = [
             LogRecord(time=now, request_id=request_id, item=g.index, model_fingerprint=self.classifier.fingerprint,
                       model_label=g.model_label, label=g.label, score=g.score, scores=g.scores, status=g.status,
-                      reasons=tuple(g.reasons), text_sha256=keyed_text_hash(text, self.hash_key),
+                      reasons=tuple(g.reasons), text_sha256=text_hash(text, self.hash_key),
                       text=text if self.config.log_text else None,
                       shadow_label=None if shadow_labels is None else shadow_labels[g.index])
             for g, text in zip(guarded, texts, strict=True)
@@ -366,7 +368,7 @@ class _Service:
                           "gather_texts": config.gather_texts,
                           "forward": "packed (padding-free)" if self.batcher.packed else "padded"},
             "logging": {"enabled": self.writer is not None, "log_text": config.log_text, "log_ack": config.log_ack,
-                        "log_retry_s": config.log_retry_s, "text_hash": "hmac-sha256"},
+                        "log_retry_s": config.log_retry_s, "text_hash": TEXT_HASH_ALGORITHM},
             "drift_reference": reference,
             "shadow": None if self.shadow is None else _model_ref(self.shadow),
         }

@@ -5,12 +5,14 @@ fingerprint, label, scores, guard verdict and a keyed hash of the text (the raw 
 the server runs with ``log_text = true``). SQLite in WAL mode is the embedded default;
 PostgreSQL is used when ``log_url`` says so.
 
-The ``text_sha256`` column holds HMAC-SHA256(key, UTF-8 text) in hex (``keyed_text_hash``), not
-a plain SHA-256: a short text cannot be found by hashing guesses without the key. The key comes
-from the serve config (``log_hash_key_file`` or ``log_hash_key``); without one, a SQLite log
-gets a random key in a file beside it (``predictions.db.hashkey``, mode 0600), created once and
-reused, and PostgreSQL needs one configured. ``log_hash_key`` loads the same key for any tool
-that joins its own texts with the log.
+The ``text_sha256`` column holds textgate's one text hash, ``text_hash(text, key)``
+(``textgate._internal.hashing``: HMAC-SHA256 of the UTF-8 text in hex), not a plain SHA-256: a
+short text cannot be found by hashing guesses without the key. The key comes from the serve
+config (``log_hash_key_file`` or ``log_hash_key``); without one, a SQLite log gets a random key
+in a file beside it (``predictions.db.hashkey``, mode 0600), created once and reused, and
+PostgreSQL needs one configured. ``log_hash_key`` loads the same key for any tool that joins its
+own texts with the log; ``textgate audit --hash-key-file`` given that file writes audit rows
+whose ``text_sha256`` joins it.
 
     PredictionStore   SQLAlchemy Core over the table: write_many / count / by_request / ...
     LogWriter         a background thread that drains a bounded queue in group commits
@@ -27,8 +29,6 @@ up to ``retry_s`` seconds before the batch fails.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from textgate._internal.hashing import MIN_HASH_KEY_BYTES, read_hash_key
 from textgate.errors import ConfigError, LogQueueFull
 
 try:
@@ -59,11 +60,8 @@ __all__ = [
     "LogWriter",
     "PredictionStore",
     "is_transient",
-    "keyed_text_hash",
     "log_hash_key",
     "open_store",
-    "read_hash_key",
-    "text_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,37 +85,9 @@ SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # primary result codes
 # SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement cancelled
 # (statement_timeout), server shutting down or starting; class 08 (connection) as well.
 PG_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
-# The key file created beside a SQLite log that has no configured key, and the shortest key.
+# The key file created beside a SQLite log that has no configured key.
 HASH_KEY_SUFFIX = ".hashkey"
-MIN_HASH_KEY_BYTES = 16
-
-
-def text_sha256(text: str) -> str:
-    """Hex SHA-256 of the UTF-8 text (unkeyed; the log itself stores ``keyed_text_hash``)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def keyed_text_hash(text: str, key: bytes) -> str:
-    """Hex HMAC-SHA256 of the UTF-8 text under ``key``: the log's ``text_sha256`` column."""
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def read_hash_key(path: Path | str) -> bytes:
-    """The key in a key file: its bytes without surrounding whitespace, at least 16 of them."""
-    path = Path(path).expanduser()
-    try:
-        key = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"The prediction log's hash key file {path} cannot be read ({exc.strerror}); "
-                          "point 'log_hash_key_file' at a readable file.", field="log_hash_key_file",
-                          path=path) from None
-    if len(key) < MIN_HASH_KEY_BYTES:
-        raise ConfigError(f"The prediction log's hash key file {path} holds {len(key)} bytes; a key needs "
-                          f"at least {MIN_HASH_KEY_BYTES} (e.g. `openssl rand -hex 32 > {path.name}`).",
-                          field="log_hash_key_file", path=path)
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        logger.warning("prediction log: the hash key file %s is readable by other users; chmod 600 it", path)
-    return key
+KEY_FIELD = "log_hash_key_file"
 
 
 def log_hash_key(log_url: str, *, key: str | None = None, key_file: Path | str | None = None) -> bytes:
@@ -133,7 +103,7 @@ def log_hash_key(log_url: str, *, key: str | None = None, key_file: Path | str |
                               field="log_hash_key")
         return key.encode("utf-8")
     if key_file is not None:
-        return read_hash_key(key_file)
+        return read_hash_key(key_file, field=KEY_FIELD)
     try:
         parsed = make_url(log_url)
     except (sa.exc.ArgumentError, ValueError):
@@ -145,7 +115,7 @@ def log_hash_key(log_url: str, *, key: str | None = None, key_file: Path | str |
         raise ConfigError("The prediction log needs a secret for its keyed text hash: set 'log_hash_key_file' "
                           "(a file with at least 16 random bytes, e.g. `openssl rand -hex 32 > textgate-log.key`) "
                           "in the serve config; every server writing to this log must use the same key.",
-                          field="log_hash_key_file")
+                          field=KEY_FIELD)
     return _key_beside(Path(database).expanduser())
 
 
@@ -156,11 +126,11 @@ def _key_beside(database: Path) -> bytes:
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another server process created it first
-            return read_hash_key(path)
+            return read_hash_key(path, field=KEY_FIELD)
         with os.fdopen(descriptor, "w", encoding="ascii") as out:
             out.write(secrets.token_hex(32) + "\n")
         logger.info("prediction log: created the text hash key %s (keep it with the log)", path)
-    return read_hash_key(path)
+    return read_hash_key(path, field=KEY_FIELD)
 
 
 def is_transient(exc: BaseException) -> bool:
