@@ -1,5 +1,6 @@
-"""The prediction log (``textgate.serve.store``) on SQLite always, and on PostgreSQL when
-``TEXTGATE_TEST_POSTGRES_URL`` is set (``scripts/start_postgres.sh`` starts one; CI does).
+"""The prediction log (``textgate.serve.store``, ``.databases``, ``.writer``) on SQLite always,
+and on PostgreSQL when ``TEXTGATE_TEST_POSTGRES_URL`` is set (``scripts/start_postgres.sh``
+starts one; CI does).
 
 Each PostgreSQL test works in a fresh schema of its own (dropped afterwards), so runs and
 parallel sessions never see each other's rows."""
@@ -25,16 +26,10 @@ import pytest
 sa = pytest.importorskip("sqlalchemy")
 
 from textgate._internal.hashing import text_hash
-from textgate.errors import ConfigError
-from textgate.serve.store import (
-    LogQueueFull,
-    LogRecord,
-    LogWriter,
-    PredictionStore,
-    is_transient,
-    log_hash_key,
-    open_store,
-)
+from textgate.errors import ConfigError, LogQueueFull
+from textgate.serve.databases import is_transient
+from textgate.serve.store import LogRecord, PredictionStore, log_hash_key, open_store
+from textgate.serve.writer import LogWriter
 
 KEY = b"k" * 32
 
@@ -488,7 +483,8 @@ def test_a_held_lock_delays_the_commit_until_it_is_released(log_url: str):
 
 CHILD = """
 import sys, time
-from textgate.serve.store import LogRecord, LogWriter, open_store
+from textgate.serve.store import LogRecord, open_store
+from textgate.serve.writer import LogWriter
 store = open_store(sys.argv[1])
 writer = LogWriter(store, flush_interval_s=0.002)
 n = 0
