@@ -37,6 +37,7 @@ __all__ = ["RETRY_AFTER_S", "Service", "public_name"]
 
 logger = logging.getLogger("textgate.serve")
 
+# The Retry-After of every 503 and 504, in seconds: a full queue or a busy log frees quickly.
 RETRY_AFTER_S = "1"
 
 
