@@ -4,12 +4,14 @@ errors, the output files, k-fold end to end through the CLI, and `audit apply`."
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
 import pytest
 from conftest import LABELS
 
+from textgate._internal.hashing import UNKEYED, text_hash
 from textgate.audit import (
     audit_labels,
     kfold_probabilities,
@@ -17,7 +19,6 @@ from textgate.audit import (
     validate_kfold_labels,
 )
 from textgate.audit.apply import apply_corrections
-from textgate.audit.export import text_hash
 from textgate.cli import EXIT_OK, EXIT_USAGE, main
 from textgate.errors import ConfigError, DataError
 
@@ -200,13 +201,14 @@ def test_audit_outputs_parse(audited):
     assert {int(r["row"]) for r in rows} == set(FLIPPED)
     first = next(r for r in rows if int(r["row"]) == FLIPPED[0])
     assert first["text"].startswith("<script>")  # not a formula: kept as is
-    assert first["text_sha256"] == text_hash(texts[FLIPPED[0]])
+    assert first["text_sha256"] == text_hash(texts[FLIPPED[0]], UNKEYED)
     issues = [json.loads(line) for line in (out / "issues.jsonl").read_text().splitlines()]
     assert [i["rank"] for i in issues] == list(range(1, len(FLIPPED) + 1))
     assert set(issues[0]) >= {"row", "text", "given_label", "suggested_label", "score", "method"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["estimated_issues"] == len(FLIPPED) and summary["n_examples"] == N
     assert summary["label_names"] == list(LABELS) and summary["data"]["fingerprint"]
+    assert summary["schema_version"] == 2 and summary["text_hash"] == {"algorithm": "hmac-sha256", "keyed": False}
     assert sum(p["estimated"] for p in summary["pairs"]) == len(FLIPPED)
     records = [json.loads(line) for line in (out / "argilla.jsonl").read_text().splitlines()]
     assert len(records) == len(FLIPPED)
@@ -266,7 +268,7 @@ def test_apply_round_trip(audited, tmp_path):
     assert {int(r["row"]) for r in log} == changed
     entry = next(r for r in log if int(r["row"]) == a)
     assert entry["old_label"] == LABELS[given[a]] and "accept" in entry["source"]
-    assert entry["text_sha256"] == text_hash(texts[a])
+    assert entry["text_sha256"] == text_hash(texts[a], UNKEYED)
 
 
 @pytest.mark.parametrize(("edits", "extra", "message"), [
@@ -301,6 +303,112 @@ def test_apply_refuses_a_corrupt_summary_json_instead_of_guessing_label_names(au
     assert code == EXIT_OK and fixed.is_file()
 
 
+# --- the text hash: one hash with the prediction log ------------------------------------------------
+
+
+@pytest.fixture
+def log_key_file(tmp_path):
+    """The key file a SQLite prediction log creates beside itself (what serve would hash with)."""
+    pytest.importorskip("sqlalchemy")
+    from textgate.serve.store import log_hash_key
+
+    key = log_hash_key(f"sqlite:///{tmp_path / 'log' / 'predictions.db'}")
+    path = tmp_path / "log" / "predictions.db.hashkey"
+    assert path.read_bytes().strip() == key
+    return path, key
+
+
+def _csv_rows(path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _keyed_audit(audited, tmp_path, key_file) -> tuple:
+    data, _, _, texts = audited
+    out = tmp_path / "keyed"
+    assert main(["audit", "--pred-probs", str(tmp_path / "probs.npy"), str(data), "--out", str(out),
+                 "--label-names", ",".join(LABELS), "--hash-key-file", str(key_file)]) == EXIT_OK
+    return data, out, texts
+
+
+def test_with_the_logs_key_file_audit_rows_hash_as_the_log_does(audited, tmp_path, log_key_file):
+    key_file, key = log_key_file
+    _, out, texts = _keyed_audit(audited, tmp_path, key_file)
+    rows = _csv_rows(out / "issues.csv")
+    for row in rows:
+        text = texts[int(row["row"])]
+        assert row["text_sha256"] == text_hash(text, key)  # what the log's text_sha256 column holds
+        assert row["text_sha256"] != text_hash(text, UNKEYED) and len(row["text_sha256"]) == 64
+    unkeyed = {r["row"]: r["text_sha256"] for r in _csv_rows(audited[1] / "issues.csv")}
+    assert all(unkeyed[r["row"]] != r["text_sha256"] for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["text_hash"] == {"algorithm": "hmac-sha256", "keyed": True}
+    assert "hashkey" not in (out / "summary.json").read_text()  # neither the key nor its file is recorded
+    for record in map(json.loads, (out / "argilla.jsonl").read_text().splitlines()):
+        assert record["metadata"]["text_sha256"] == text_hash(texts[record["metadata"]["row"]], key)
+
+
+def test_apply_checks_a_keyed_audit_with_its_key_and_says_when_it_is_missing(audited, tmp_path, capsys, log_key_file):
+    key_file, key = log_key_file
+    data, out, texts = _keyed_audit(audited, tmp_path, key_file)
+    _edit(out / "issues.csv", {FLIPPED[0]: {"accept": "yes"}})
+    fixed = tmp_path / "fixed.jsonl"
+    capsys.readouterr()
+    assert main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "made with a hash key" in err and "--hash-key-file" in err and not fixed.exists()
+    assert main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed),
+                 "--hash-key-file", str(key_file)]) == EXIT_OK
+    [entry] = _csv_rows(tmp_path / "fixed.changelog.csv")
+    assert entry["text_sha256"] == text_hash(texts[FLIPPED[0]], key)
+
+
+def test_apply_says_when_an_unkeyed_audit_is_checked_with_a_key(audited, tmp_path, capsys, log_key_file):
+    data, out, _, _ = audited
+    _edit(out / "issues.csv", {FLIPPED[0]: {"accept": "yes"}})
+    fixed = tmp_path / "fixed.jsonl"
+    code = main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed),
+                 "--hash-key-file", str(log_key_file[0])])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "made without a hash key" in err and "leave --hash-key-file out" in err
+    assert not fixed.exists()
+
+
+def test_apply_still_accepts_the_16_digit_hashes_of_older_audits(audited, tmp_path, log_key_file):
+    data, out, given, texts = audited
+    legacy = {row: {"text_sha256": hashlib.sha256(texts[row].encode()).hexdigest()[:16]} for row in FLIPPED}
+    legacy[FLIPPED[0]]["accept"] = "yes"
+    _edit(out / "issues.csv", legacy)
+    for extra in ([], ["--hash-key-file", str(log_key_file[0])]):  # a key changes nothing for them
+        fixed = tmp_path / f"fixed{len(extra)}.jsonl"
+        assert main(["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(fixed),
+                     *extra]) == EXIT_OK
+        after = [json.loads(line) for line in fixed.read_text().splitlines()]
+        assert after[FLIPPED[0]]["label"] == LABELS[FLIPPED[0] % 3]
+
+
+@pytest.mark.parametrize("command", ["find", "apply"])
+@pytest.mark.parametrize(("content", "message"), [(None, "cannot be read"), ("short", "holds 5 bytes")])
+def test_a_bad_hash_key_file_is_a_config_error_naming_the_option(audited, tmp_path, capsys, command, content, message):
+    from textgate._internal.hashing import read_hash_key
+
+    data, out, _, _ = audited
+    key_file = tmp_path / "bad.key"
+    if content is not None:
+        key_file.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        read_hash_key(key_file, field="--hash-key-file")
+    assert caught.value.field == "--hash-key-file"
+    args = (["audit", "find", "--pred-probs", str(tmp_path / "probs.npy"), str(data), "--out", str(tmp_path / "o")]
+            if command == "find" else
+            ["audit", "apply", str(out / "issues.csv"), "--data", str(data), "--out", str(tmp_path / "f.jsonl")])
+    capsys.readouterr()
+    assert main([*args, "--hash-key-file", str(key_file)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "'--hash-key-file'" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists() and not (tmp_path / "f.jsonl").exists()
+
+
 def _tweeteval(folder, texts, ids):
     folder.mkdir()
     (folder / "val_text.txt").write_text("".join(t + "\n" for t in texts))
@@ -319,7 +427,7 @@ def test_apply_writes_gzip_outputs_that_read_back(tmp_path, kind):
     else:
         data, out = _tweeteval(tmp_path / "te", ["hello", "world"], [0, 2]), tmp_path / "out.jsonl.gz"
     corrections = tmp_path / "c.csv"
-    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world', UNKEYED)},neutral\n")
     apply_corrections(corrections, data, out, label_names=LABELS)
     assert list(read_dataset(out, label_names=LABELS).labels) == ["negative", "neutral"]
     assert not list(tmp_path.glob("*.partial"))
@@ -334,7 +442,7 @@ def test_apply_writes_a_tweeteval_copy_atomically(tmp_path, monkeypatch):
 
     data = _tweeteval(tmp_path / "te", ["hello", "world"], [0, 2])
     corrections = tmp_path / "c.csv"
-    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world', UNKEYED)},neutral\n")
     out = tmp_path / "out.jsonl"
     out.write_text("previous\n")
     monkeypatch.setattr(textgate.audit.apply, "_write_jsonl_from", fail_midway)
@@ -356,7 +464,7 @@ def test_apply_keeps_csv_format_and_id_labels(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("text,label,note\nhello,0,a\nworld,2,b\n")
     corrections = tmp_path / "c.csv"
-    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world', UNKEYED)},neutral\n")
     result = apply_corrections(corrections, data, tmp_path / "out.csv", label_names=LABELS)
     assert (tmp_path / "out.csv").read_text().splitlines() == ["text,label,note", "hello,0,a", "world,1,b"]
     assert len(result.changes) == 1
@@ -368,7 +476,7 @@ def test_apply_reads_a_spreadsheet_csv_with_a_byte_order_mark(tmp_path):
     data = tmp_path / "d.csv"
     data.write_bytes("label,text\n0,hello\n2,world\n".encode("utf-8-sig"))  # Excel's "CSV UTF-8"
     corrections = tmp_path / "c.csv"
-    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world')},neutral\n")
+    corrections.write_text(f"row,text_sha256,corrected_label\n1,{text_hash('world', UNKEYED)},neutral\n")
     apply_corrections(corrections, data, tmp_path / "out.csv", label_names=LABELS)
     assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "label,text\n0,hello\n1,world\n"
     assert not list(tmp_path.glob("*.partial"))

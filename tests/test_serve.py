@@ -35,6 +35,7 @@ pytest.importorskip("uvicorn")
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from textgate._internal.hashing import read_hash_key, text_hash
 from textgate.errors import ConfigError
 from textgate.serve.config import (
     DriftConfig,
@@ -363,6 +364,8 @@ def test_prediction_log_rows_hold_the_hash_not_the_text(client, main_server):
     for (item, sha, text, status, model_label, label, reasons, fingerprint), result in zip(rows, body["results"]):
         assert sha == hmac.new(key, texts[item].encode(), hashlib.sha256).hexdigest() and text is None
         assert sha != hashlib.sha256(texts[item].encode()).hexdigest()  # a guessed text does not match
+        # the one text hash: an audit given this key file (--hash-key-file) writes the same digest
+        assert sha == text_hash(texts[item], read_hash_key(key_file, field="--hash-key-file"))
         assert (status, model_label, label) == (result["status"], result["model_label"], result["label"])
         assert reasons.split(",") == result["reasons"] if reasons else result["reasons"] == []
         assert fingerprint == body["model"]["fingerprint"]

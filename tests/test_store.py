@@ -1,13 +1,12 @@
-"""The prediction log (``textgate.serve.store``) on SQLite always, and on PostgreSQL when
-``TEXTGATE_TEST_POSTGRES_URL`` is set (``scripts/start_postgres.sh`` starts one; CI does).
+"""The prediction log (``textgate.serve.store``, ``.databases``, ``.writer``) on SQLite always,
+and on PostgreSQL when ``TEXTGATE_TEST_POSTGRES_URL`` is set (``scripts/start_postgres.sh``
+starts one; CI does).
 
 Each PostgreSQL test works in a fresh schema of its own (dropped afterwards), so runs and
 parallel sessions never see each other's rows."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import signal
@@ -26,19 +25,13 @@ import pytest
 
 sa = pytest.importorskip("sqlalchemy")
 
-from textgate.errors import ConfigError
-from textgate.serve.store import (
-    LogQueueFull,
-    LogRecord,
-    LogWriter,
-    PredictionStore,
-    is_transient,
-    keyed_text_hash,
-    log_hash_key,
-    open_store,
-    read_hash_key,
-    text_sha256,
-)
+from textgate._internal.hashing import text_hash
+from textgate.errors import ConfigError, LogQueueFull
+from textgate.serve.databases import is_transient
+from textgate.serve.store import LogRecord, PredictionStore, log_hash_key, open_store
+from textgate.serve.writer import LogWriter
+
+KEY = b"k" * 32
 
 POSTGRES_URL = os.environ.get("TEXTGATE_TEST_POSTGRES_URL")
 BACKENDS = [
@@ -142,7 +135,7 @@ def record(request_id: str = "req-1", item: int = 0, **changes) -> LogRecord:
         "scores": {"negative": 0.0625, "neutral": 0.0625, "positive": 0.875},
         "status": "ok",
         "reasons": (),
-        "text_sha256": text_sha256(f"text {request_id} {item}"),
+        "text_sha256": text_hash(f"text {request_id} {item}", KEY),
         "text": None,
     }
     fields.update(changes)
@@ -186,26 +179,14 @@ def test_scores_stored_as_json_text(store: PredictionStore):
     assert reasons == ""
 
 
-def test_text_sha256():
-    assert text_sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-
-def test_keyed_text_hash_is_hmac_sha256_not_plain_sha256():
-    key = b"k" * 32
-    assert keyed_text_hash("omg this is fire lol", key) == hmac.new(
-        key, b"omg this is fire lol", hashlib.sha256).hexdigest()
-    assert keyed_text_hash("abc", key) != text_sha256("abc")
-    assert keyed_text_hash("abc", key) != keyed_text_hash("abc", b"j" * 32)
-
-
 def test_a_sqlite_log_gets_a_private_key_file_reused_across_restarts(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'logs' / 'predictions.db'}"
     first = log_hash_key(url)
     key_file = tmp_path / "logs" / "predictions.db.hashkey"
     assert key_file.is_file() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert len(first) >= 32 and read_hash_key(key_file) == first
+    assert len(first) >= 32 and key_file.read_bytes().strip() == first
     assert log_hash_key(url) == first  # a restart finds the same key
-    assert keyed_text_hash("lol", log_hash_key(url)) == keyed_text_hash("lol", first)
+    assert text_hash("lol", log_hash_key(url)) == text_hash("lol", first)
     other = log_hash_key(f"sqlite:///{tmp_path / 'other.db'}")
     assert other != first  # every log its own random key
 
@@ -217,15 +198,16 @@ def test_a_configured_key_wins_and_postgres_needs_one(tmp_path: Path):
     assert log_hash_key(url, key_file=key_file) == b"0123456789abcdef0123456789abcdef"
     assert log_hash_key(url, key="a-secret-of-16-bytes") == b"a-secret-of-16-bytes"
     assert not (tmp_path / "predictions.db.hashkey").exists()  # nothing created when a key is given
-    assert log_hash_key("postgresql://u@db/log", key_file=key_file) == read_hash_key(key_file)
+    assert log_hash_key("postgresql://u@db/log", key_file=key_file) == b"0123456789abcdef0123456789abcdef"
     with pytest.raises(ConfigError, match="log_hash_key_file") as caught:
         log_hash_key("postgresql://u@db/log")
     assert caught.value.field == "log_hash_key_file"
     key_file.write_text("short")
-    with pytest.raises(ConfigError, match="holds 5 bytes; a key needs at least 16"):
+    with pytest.raises(ConfigError, match="holds 5 bytes; a key needs at least 16") as caught:
         log_hash_key(url, key_file=key_file)
-    with pytest.raises(ConfigError, match="cannot be read"):
-        read_hash_key(tmp_path / "missing.key")
+    assert caught.value.field == "log_hash_key_file"
+    with pytest.raises(ConfigError, match="cannot be read.*'log_hash_key_file'"):
+        log_hash_key(url, key_file=tmp_path / "missing.key")
     assert log_hash_key("sqlite://") != log_hash_key("sqlite://")  # in memory: a key for the process
 
 
@@ -501,7 +483,8 @@ def test_a_held_lock_delays_the_commit_until_it_is_released(log_url: str):
 
 CHILD = """
 import sys, time
-from textgate.serve.store import LogRecord, LogWriter, open_store
+from textgate.serve.store import LogRecord, open_store
+from textgate.serve.writer import LogWriter
 store = open_store(sys.argv[1])
 writer = LogWriter(store, flush_interval_s=0.002)
 n = 0

@@ -1,2 +1,3 @@
 """Shared helpers of textgate's own modules (not a public API): TOML, validation, records,
-bootstrap, versions. Nothing here imports a textgate module outside ``_internal`` but ``errors``."""
+bootstrap, versions, the one text hash (``hashing``). Nothing here imports a textgate module
+outside ``_internal`` but ``errors``."""

@@ -16,12 +16,20 @@ copied unchanged, with every other column; the output keeps the input's format (
 JSONL, Parquet; a TweetEval text/labels pair becomes JSONL) and each label keeps its style
 (an id stays an id, a name a name). A changelog CSV lists row, text hash, old and new label
 and the corrections line each change came from.
+
+``text_sha256`` is checked as the audit made it: the 64-hex ``text_hash`` under the audit's key
+(``hash_key``, the ``--hash-key-file`` the audit was given; ``UNKEYED`` without one), or the
+16-hex SHA-256 prefix of audits before schema 2, still accepted so no reviewed file is lost. A
+digest made with the other key (none instead of a key, or the reverse, as summary.json's
+``text_hash.keyed`` tells) is refused with the fix: the audit's ``--hash-key-file``. The
+changelog's ``text_sha256`` is the 64-hex hash under ``hash_key``.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -29,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textgate._internal.hashing import UNKEYED, text_hash
 from textgate._internal.labels import label_lookup
-from textgate.audit.export import text_hash
 from textgate.data import (
     TABLE_SUFFIXES,
     TWEETEVAL_SUFFIX,
@@ -46,7 +54,9 @@ __all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
 _TRUE = frozenset({"1", "true", "yes", "y", "x", "accept", "accepted"})
 _FALSE = frozenset({"", "0", "false", "no", "n", "reject", "rejected"})
 _MAX_LISTED = 5
-# The output is first written to OUT + this suffix, then moved into place.
+# Audits of schema 1 wrote text_sha256 as the first 16 hex digits of a plain SHA-256.
+_LEGACY_HASH_DIGITS = 16
+_KEY_FIX = "--hash-key-file"
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,10 @@ class ApplyResult:
 
 
 def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence[str],
-                     label_names: Sequence[str]) -> tuple[list[Correction], int]:
+                     label_names: Sequence[str], hash_key: bytes = UNKEYED) -> tuple[list[Correction], int]:
     """Check every line of the corrections CSV against the data; return the changes and how
-    many lines kept the current label. Raises one DataError listing the problems found."""
+    many lines kept the current label. ``hash_key``: the key the audit hashed the texts with
+    (see the module docstring). Raises one DataError listing the problems found."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Corrections file {path} does not exist; pass the issues.csv written by "
@@ -87,6 +98,7 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
                         f"and/or accept; it has {', '.join(columns) or 'none'}. Edit the issues.csv that "
                         "'textgate audit' wrote.", field="corrections", path=path)
     lookup = label_lookup(tuple(label_names))
+    audit_keyed = hash_key == UNKEYED and _audit_was_keyed(path)
     problems: list[str] = []
     changes: list[Correction] = []
     seen: dict[int, int] = {}
@@ -105,10 +117,11 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
             problems.append(f"{where}: row {row} already appears on line {seen[row]}; keep one line per row")
             continue
         seen[row] = line_no
-        digest = text_hash(texts[row])
-        if (line.get("text_sha256") or "").strip() != digest:
-            problems.append(f"{where}: row {row}'s text changed since the audit (text_sha256 differs); "
-                            "re-run the audit on this data")
+        digest = text_hash(texts[row], hash_key)
+        stale = _stale_hash((line.get("text_sha256") or "").strip(), texts[row], digest, hash_key,
+                            audit_keyed=audit_keyed)
+        if stale:
+            problems.append(f"{where}: row {row}'s {stale}")
             continue
         given = (line.get("given_label") or "").strip()
         if given and lookup.get(given, given) != labels[row]:
@@ -132,6 +145,39 @@ def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence
         raise DataError(f"Corrections file {path.name} has {len(problems)} problem(s), so nothing was written: "
                         f"{shown}{more}.", field="corrections", path=path)
     return changes, unchanged
+
+
+def _stale_hash(recorded: str, text: str, digest: str, hash_key: bytes, *, audit_keyed: bool) -> str | None:
+    """None when ``recorded`` is ``text``'s hash as the audit made it; else why not, with the fix.
+    ``audit_keyed``: summary.json says the audit hashed with a key."""
+    if recorded == digest:
+        return None
+    if len(recorded) == _LEGACY_HASH_DIGITS:
+        legacy = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_LEGACY_HASH_DIGITS]
+        return None if recorded == legacy else ("text changed since the audit (text_sha256 differs); re-run the "
+                                                "audit on this data")
+    if hash_key != UNKEYED:
+        if recorded == text_hash(text, UNKEYED):
+            return (f"text_sha256 was made without a hash key, but {_KEY_FIX} was given; leave {_KEY_FIX} out "
+                    "(the audit ran without one)")
+        return (f"text changed since the audit (text_sha256 differs under the {_KEY_FIX} key); re-run the "
+                f"audit on this data, or pass the {_KEY_FIX} the audit was given")
+    if audit_keyed:
+        return (f"text_sha256 was made with a hash key (summary.json: text_hash keyed), not without one; "
+                f"pass the audit's {_KEY_FIX}")
+    return ("text changed since the audit (text_sha256 differs); re-run the audit on this data, or, if the "
+            f"audit ran with {_KEY_FIX}, pass the same one")
+
+
+def _audit_was_keyed(corrections: Path) -> bool:
+    """Whether summary.json beside the corrections says the audit hashed with a key (False when
+    it cannot tell: no summary, or an audit before schema 2)."""
+    try:
+        summary = _summary_beside(corrections)
+    except DataError:
+        return False
+    settings = summary.get("text_hash") if isinstance(summary, dict) else None
+    return isinstance(settings, dict) and settings.get("keyed") is True
 
 
 def _requested_label(line: dict[str, Any], where: str, problems: list[str]) -> tuple[str | None, str]:
@@ -160,9 +206,11 @@ def apply_corrections(
     text_col: str = "text",
     label_col: str = "label",
     changelog_path: Path | str | None = None,
+    hash_key: bytes = UNKEYED,
 ) -> ApplyResult:
     """Check the corrections (see the module docstring), then write the corrected dataset to
-    ``out_path`` and the changelog (default: ``<out_path stem>.changelog.csv``)."""
+    ``out_path`` and the changelog (default: ``<out_path stem>.changelog.csv``). ``hash_key``:
+    the key the audit hashed the texts with (its ``--hash-key-file``; ``UNKEYED`` without one)."""
     data, out_path = Path(data), Path(out_path)
     # Cheap checks first: reading DATA may take a while.
     in_kind = _kind(data) or table_format(data)  # table_format raises data.py's error for an unknown suffix
@@ -178,7 +226,7 @@ def apply_corrections(
     names = tuple(label_names) if label_names is not None else _names_from_summary(Path(corrections))
     dataset = read_dataset(data, text_col=text_col, label_col=label_col, label_names=names)
     changes, unchanged = read_corrections(corrections, texts=dataset.texts, labels=list(dataset.labels),
-                                          label_names=dataset.label_names)
+                                          label_names=dataset.label_names, hash_key=hash_key)
     new_labels = {c.row: c.new_label for c in changes}
     ids = {name: i for i, name in enumerate(dataset.label_names)}
     if in_kind == "tweeteval":
@@ -199,20 +247,26 @@ def _names_from_summary(corrections: Path) -> tuple[str, ...] | None:
     None without summary.json (or without label_names in it); an unreadable one is a DataError,
     since falling back to DATA's sorted names could map ids to other labels."""
     summary = corrections.with_name("summary.json")
-    if not summary.is_file():
-        return None
-    try:
-        content = json.loads(summary.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{summary} (beside {corrections.name}) is not readable JSON ({exc}), so the audit's "
-                        "label names are unknown. Restore it from the audit's --out folder, or pass the label "
-                        "names in id order with --label-names.", field="summary", path=summary) from exc
+    content = _summary_beside(corrections)
     names = content.get("label_names") if isinstance(content, dict) else None
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise DataError(f"{summary} (beside {corrections.name}) has label_names {names!r}, not a list of "
                         "names. Restore it from the audit's --out folder, or pass the label names in id "
                         "order with --label-names.", field="summary", path=summary)
     return tuple(names) if names else None
+
+
+def _summary_beside(corrections: Path) -> Any:
+    """The parsed summary.json beside the corrections file; None when there is none."""
+    summary = corrections.with_name("summary.json")
+    if not summary.is_file():
+        return None
+    try:
+        return json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{summary} (beside {corrections.name}) is not readable JSON ({exc}), so the audit's "
+                        "label names are unknown. Restore it from the audit's --out folder, or pass the label "
+                        "names in id order with --label-names.", field="summary", path=summary) from exc
 
 
 def _stem(path: Path) -> str:

@@ -2,7 +2,12 @@
 
 issues.csv is also the corrections file of ``textgate audit apply``: a reviewer fills in
 ``corrected_label`` (or marks ``accept``) in a spreadsheet and hands it back. Each row carries
-``text_sha256`` so a correction can never land on a text that changed since the audit. Text
+``text_sha256`` so a correction can never land on a text that changed since the audit.
+
+``text_sha256`` is textgate's one text hash, ``text_hash(text, hash_key)``
+(``textgate._internal.hashing``: HMAC-SHA256, 64 hex digits), the prediction log's too: with the
+log's key (``textgate audit --hash-key-file``) an audit row joins the log rows of the same text;
+without one it is made with ``UNKEYED``. summary.json records which (``text_hash``). Text
 cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) are
 written with a leading ``'``; the JSONL files carry the texts unchanged.
 """
@@ -10,12 +15,12 @@ written with a leading ``'``; the JSONL files carry the texts unchanged.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from textgate._internal.hashing import UNKEYED, text_hash, text_hash_settings
 from textgate.audit.find import AuditResult, Finding
 from textgate.outputs import atomic_path, write_text_atomic
 
@@ -25,11 +30,11 @@ __all__ = [
     "argilla_record",
     "audit_summary",
     "render_review_html",
-    "text_hash",
     "write_audit_outputs",
 ]
 
-AUDIT_SCHEMA_VERSION = 1
+# 2: text_sha256 is the full, optionally keyed HMAC-SHA256 (1: SHA-256 cut to 16 hex digits).
+AUDIT_SCHEMA_VERSION = 2
 ISSUE_COLUMNS = ("rank", "row", "given_label", "suggested_label", "score", "method", "given_probability",
                  "suggested_probability", "text_sha256", "text", "accept", "corrected_label")
 # The Argilla dataset this export fits: a TextField and a LabelQuestion with these names.
@@ -41,13 +46,10 @@ _MAX_HTML_ROWS = 5000
 _MAX_HTML_TEXT = 2000
 
 
-def text_hash(text: str) -> str:
-    """SHA-256 (16 hex digits) of one text: the staleness check of ``audit apply``."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def audit_summary(result: AuditResult, *, data: Mapping[str, Any], probabilities: Mapping[str, Any]) -> dict[str, Any]:
-    """summary.json: what was audited, how, and how many issues confident learning estimates."""
+def audit_summary(result: AuditResult, *, data: Mapping[str, Any], probabilities: Mapping[str, Any],
+                  hash_key: bytes = UNKEYED) -> dict[str, Any]:
+    """summary.json: what was audited, how, and how many issues confident learning estimates.
+    ``hash_key``: the key the rows' ``text_sha256`` are made with (recorded as keyed or not)."""
     return {
         "schema_version": AUDIT_SCHEMA_VERSION,
         "kind": "textgate.audit",
@@ -63,28 +65,30 @@ def audit_summary(result: AuditResult, *, data: Mapping[str, Any], probabilities
         "settings": result.settings,
         "probabilities": dict(probabilities),
         "data": dict(data),
+        "text_hash": text_hash_settings(hash_key),
     }
 
 
-def _issue_record(finding: Finding, text: str) -> dict[str, Any]:
+def _issue_record(finding: Finding, text: str, hash_key: bytes) -> dict[str, Any]:
     return {"rank": finding.rank, "row": finding.row, "given_label": finding.given_label,
             "suggested_label": finding.suggested_label, "score": round(finding.score, 6), "method": finding.method,
             "given_probability": round(finding.given_probability, 6),
             "suggested_probability": round(finding.suggested_probability, 6),
-            "text_sha256": text_hash(text), "text": text}
+            "text_sha256": text_hash(text, hash_key), "text": text}
 
 
-def argilla_record(finding: Finding, text: str, *, text_sha256: str | None = None) -> dict[str, Any]:
+def argilla_record(finding: Finding, text: str, *, hash_key: bytes = UNKEYED,
+                   text_sha256: str | None = None) -> dict[str, Any]:
     """One record in the shape of Argilla 2.x ``Record.to_dict()`` / ``Record.from_dict()``: the
     text as field ``text``, the suggested label as a suggestion for question ``label`` (score:
     its probability, in [0, 1]), and the audit's numbers as metadata. ``text_sha256``: the
-    text's :func:`text_hash`, when the caller has it already."""
+    text's ``text_hash`` under ``hash_key``, when the caller has it already."""
     return {
         "id": f"row-{finding.row}",
         "fields": {ARGILLA_TEXT_FIELD: text},
         "metadata": {"row": finding.row, "given_label": finding.given_label, "method": finding.method,
                      "rank": finding.rank, "score": round(finding.score, 6),
-                     "text_sha256": text_hash(text) if text_sha256 is None else text_sha256},
+                     "text_sha256": text_hash(text, hash_key) if text_sha256 is None else text_sha256},
         "suggestions": {ARGILLA_QUESTION: {"value": finding.suggested_label,
                                            "score": round(finding.suggested_probability, 6),
                                            "agent": f"textgate audit ({finding.method})"}},
@@ -94,11 +98,18 @@ def argilla_record(finding: Finding, text: str, *, text_sha256: str | None = Non
 
 
 def write_audit_outputs(result: AuditResult, texts: Sequence[str], out_dir: Path | str,
-                        summary: Mapping[str, Any]) -> list[Path]:
-    """Write issues.csv, issues.jsonl, summary.json, review.html and argilla.jsonl to ``out_dir``."""
+                        summary: Mapping[str, Any], *, hash_key: bytes = UNKEYED) -> list[Path]:
+    """Write issues.csv, issues.jsonl, summary.json, review.html and argilla.jsonl to ``out_dir``.
+
+    ``hash_key``: the secret of the rows' ``text_sha256`` (the prediction log's key, so the rows
+    join the log; ``UNKEYED`` by default), the one ``audit_summary`` was given."""
+    recorded = summary.get("text_hash")
+    if recorded is not None and recorded != text_hash_settings(hash_key):
+        raise ValueError(f"The summary records text_hash {recorded} but the rows would be hashed "
+                         f"{text_hash_settings(hash_key)}; pass the same hash_key to audit_summary.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = [_issue_record(f, texts[f.row]) for f in result.findings]
+    records = [_issue_record(f, texts[f.row], hash_key) for f in result.findings]
     paths = [out / name for name in ("issues.csv", "issues.jsonl", "summary.json", "review.html", "argilla.jsonl")]
     with atomic_path(paths[0]) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=ISSUE_COLUMNS)

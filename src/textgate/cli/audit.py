@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from textgate._internal.hashing import UNKEYED, read_hash_key
 from textgate.cli.common import (
     MODEL_HELP,
     DefaultGroup,
@@ -19,6 +20,16 @@ from textgate.cli.common import (
     model_options,
     say,
 )
+
+HASH_KEY_HELP = ("The secret of the text_sha256 hashes (the audit's, for apply): the prediction log's key "
+                 "file (serve's log_hash_key_file, or <database>.hashkey beside a SQLite log), so audit rows "
+                 "join the log. Default: no secret.")
+hash_key_option = click.option("--hash-key-file", "hash_key_file", type=click.Path(path_type=Path),
+                               help=HASH_KEY_HELP)
+
+
+def _hash_key(path: Path | None) -> bytes:
+    return UNKEYED if path is None else read_hash_key(path, field="--hash-key-file")
 
 
 @click.group(cls=DefaultGroup, default_command="find")
@@ -59,11 +70,12 @@ def audit() -> None:
                                    "labels, sorted).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Directory for the outputs.")
 @format_option("summary.json")
+@hash_key_option
 @data_options
 @model_options
 def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int, seed: int,
                kfold_c: float | None, method: str, ranked_by: str, top: int | None, label_names: str | None, out_dir: Path, output_format: str,
-               text_col: str, label_col: str, **run_options: Any) -> None:
+               hash_key_file: Path | None, text_col: str, label_col: str, **run_options: Any) -> None:
     """Rank likely label errors in DATA; write them to --out.
 
     MODEL is a ModelSpec .toml file, 'pkg:PACKAGE/FOLDER', a local model folder, or a Hub id.
@@ -88,6 +100,7 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     if label_names is not None and (pred_probs is None or pred_probs.suffix != ".npy"):
         raise click.UsageError("--label-names names the columns of a .npy --pred-probs; MODEL and 'textgate "
                                "predict' files carry their own label names. Leave --label-names out.")
+    hash_key = _hash_key(hash_key_file)  # before the model loads: a bad key file fails fast
     classifier = load_model(model, run_options) if model is not None else None
     inputs = audit_inputs(data, classifier=classifier, pred_probs=pred_probs, label_names=label_name_list(label_names),
                           k_fold=k_fold, folds=folds, seed=seed, kfold_c=kfold_c, text_col=text_col,
@@ -96,9 +109,9 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     dataset = inputs.dataset
     result = audit_labels(inputs.label_ids, inputs.probabilities, label_names=inputs.label_names,
                           method=method.replace("-", "_"), ranked_by=ranked_by, top=top)
-    summary = audit_summary(result, probabilities=inputs.source, data={
+    summary = audit_summary(result, probabilities=inputs.source, hash_key=hash_key, data={
         "path": str(data), "fingerprint": dataset.fingerprint, "texts_fingerprint": inputs.texts_fingerprint})
-    for path in write_audit_outputs(result, dataset.texts, out_dir, summary):
+    for path in write_audit_outputs(result, dataset.texts, out_dir, summary, hash_key=hash_key):
         say(f"wrote {path}")
     if output_format == "json":
         echo_json(summary)
@@ -115,21 +128,24 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
 @click.option("--label-names", help="Comma-separated label names in id order (default: summary.json beside "
                                    "CORRECTIONS, else DATA's labels).")
 @format_option("what was written and every label changed")
+@hash_key_option
 @data_options
 def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path | None, label_names: str | None,
-                output_format: str, text_col: str, label_col: str) -> None:
+                output_format: str, hash_key_file: Path | None, text_col: str, label_col: str) -> None:
     """Write DATA with the labels set in CORRECTIONS (an edited issues.csv) to --out.
 
     Fill in corrected_label (a label name or id), or mark accept (yes/x/1) to take
     suggested_label; leave both empty to keep the label. Every line is checked first (row in
     range, text_sha256 still matching, label known, one line per row) and nothing is written
-    if any fails. Rows not corrected are copied unchanged.
+    if any fails. Rows not corrected are copied unchanged. Give the --hash-key-file the audit
+    was given (text_sha256 of older audits, 16 hex digits, is still accepted).
     """
     from textgate.audit.apply import apply_corrections
 
     check_outputs(files={"--out": out_path, "--changelog": changelog})
     result = apply_corrections(corrections, data, out_path, label_names=label_name_list(label_names),
-                               text_col=text_col, label_col=label_col, changelog_path=changelog)
+                               text_col=text_col, label_col=label_col, changelog_path=changelog,
+                               hash_key=_hash_key(hash_key_file))
     say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
         f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
     if output_format == "json":

@@ -1,7 +1,10 @@
 """`textgate serve`: guarded HTTP inference with micro-batching, Prometheus metrics and a
 prediction log. Needs the ``serve`` extra (``pip install 'textgate[serve]'``); nothing heavy is
-imported until an attribute is used. Start at ``app.py``; ``batcher.py`` micro-batches onto the
-inference threads, ``store.py`` is the prediction log, ``prometheus.py`` and ``drift.py`` the
+imported until an attribute is used. Start at ``app.py`` (the app and its routes); a request
+passes ``edge.py`` (request id, API key, body limits), then ``service.py`` (limits, batch, guard,
+log), with bodies from ``schemas.py``. ``batcher.py`` micro-batches onto the inference threads;
+the prediction log is ``store.py`` (the table), ``databases.py`` (SQLite and PostgreSQL
+specifics) and ``writer.py`` (the group-commit thread); ``prometheus.py`` and ``drift.py`` the
 metrics, ``config.py`` serve.toml, ``listen.py`` the socket and server.
 
     from textgate.serve import ServeConfig, create_app
