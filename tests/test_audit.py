@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -588,3 +589,21 @@ def test_review_page_script_runs_under_its_csp_in_headless_chromium(audited, tmp
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     assert 'data-rendered="ok"' in dumped.stdout and f'<b id="shown">{len(FLIPPED)}</b>' in dumped.stdout
     assert "Uncaught" not in dumped.stderr and "Content Security Policy" not in dumped.stderr
+
+
+@pytest.mark.parametrize(("kwargs", "field", "message"), [
+    ({"has_model": True, "pred_probs": Path("p.npy")}, "pred_probs", "not both"),
+    ({"has_model": False, "pred_probs": None}, "pred_probs", "not neither"),
+    ({"has_model": False, "pred_probs": Path("p.npy"), "k_fold": True}, "k_fold", "--k-fold needs MODEL"),
+    ({"has_model": True, "pred_probs": None, "kfold_options": {"seed": 0}}, "seed", "--seed sets the --k-fold split"),
+    ({"has_model": True, "pred_probs": None, "label_names": ["a"]}, "label_names", "Leave --label-names out"),
+])
+def test_the_probability_source_rules_are_the_library_s(kwargs, field, message):
+    from textgate.audit.sources import check_probability_source
+
+    arguments = {"label_names": None, "k_fold": False, "kfold_options": {}, **kwargs}
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_probability_source(**arguments)
+    assert caught.value.field == field
+    check_probability_source(has_model=True, pred_probs=None, label_names=None, k_fold=True,
+                             kfold_options={"folds": 3, "seed": 1, "kfold_c": None})

@@ -33,7 +33,7 @@ import hashlib
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,10 @@ from textgate.data import (
 from textgate.errors import DataError
 from textgate.outputs import atomic_path, target_name, write_text_atomic
 
-__all__ = ["ApplyResult", "Correction", "apply_corrections", "read_corrections"]
+__all__ = ["APPLY_SCHEMA_VERSION", "ApplyResult", "Correction", "apply_corrections", "read_corrections"]
+
+# The JSON of ApplyResult.to_dict (`textgate audit apply --format json`).
+APPLY_SCHEMA_VERSION = 1
 
 _TRUE = frozenset({"1", "true", "yes", "y", "x", "accept", "accepted"})
 _FALSE = frozenset({"", "0", "false", "no", "n", "reject", "rejected"})
@@ -77,6 +80,12 @@ class ApplyResult:
     unchanged: int  # lines that confirmed the current label
     out_path: Path
     changelog_path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``audit apply --format json`` prints: the files written and every label changed."""
+        return {"schema_version": APPLY_SCHEMA_VERSION, "kind": "textgate.audit_apply", "out": str(self.out_path),
+                "changelog": str(self.changelog_path), "rows": self.n_rows, "changed": len(self.changes),
+                "unchanged": self.unchanged, "changes": [asdict(change) for change in self.changes]}
 
 
 def read_corrections(path: Path | str, *, texts: Sequence[str], labels: Sequence[str],

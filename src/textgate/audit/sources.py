@@ -15,7 +15,7 @@ import numpy as np
 from textgate.audit.find import label_ids
 from textgate.audit.kfold import kfold_probabilities, validate_kfold_labels
 from textgate.data import Dataset, read_dataset
-from textgate.errors import DataError
+from textgate.errors import ConfigError, DataError
 from textgate.predictions import (
     is_textgate_predictions,
     load_predictions,
@@ -25,7 +25,31 @@ from textgate.predictions import (
 if TYPE_CHECKING:
     from textgate.model import Classifier
 
-__all__ = ["AuditInputs", "audit_inputs"]
+__all__ = ["DEFAULT_FOLDS", "AuditInputs", "audit_inputs", "check_probability_source"]
+
+DEFAULT_FOLDS = 5
+
+
+def check_probability_source(*, has_model: bool, pred_probs: Path | None, label_names: Sequence[str] | None,
+                             k_fold: bool, kfold_options: dict[str, Any]) -> None:
+    """The probabilities come from exactly one source, and no option is given that the source
+    would silently ignore: ``k_fold`` needs a model (its encoder makes the embeddings), the
+    k-fold head's options (``kfold_options`` given, i.e. not None) need ``k_fold``, and
+    ``label_names`` only name the columns of a .npy ``pred_probs``. Raises ConfigError."""
+    if has_model == (pred_probs is not None):
+        raise ConfigError("Pass MODEL or --pred-probs FILE as the source of the probabilities, not "
+                          f"{'both' if has_model else 'neither'}.", field="pred_probs")
+    if k_fold and not has_model:
+        raise ConfigError("--k-fold needs MODEL (its encoder makes the embeddings), not --pred-probs.",
+                          field="k_fold")
+    for name, value in kfold_options.items():
+        if value is not None and not k_fold:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} sets the --k-fold {'head' if name == 'kfold_c' else 'split'}; add "
+                              f"--k-fold or leave {flag} out.", field=name)
+    if label_names is not None and (pred_probs is None or pred_probs.suffix != ".npy"):
+        raise ConfigError("--label-names names the columns of a .npy --pred-probs; MODEL and 'textgate predict' "
+                          "files carry their own label names. Leave --label-names out.", field="label_names")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +71,8 @@ def audit_inputs(
     pred_probs: Path | None = None,
     label_names: Sequence[str] | None = None,
     k_fold: bool = False,
-    folds: int = 5,
-    seed: int = 0,
+    folds: int | None = None,
+    seed: int | None = None,
     kfold_c: float | None = None,
     text_col: str = "text",
     label_col: str = "label",
@@ -59,7 +83,12 @@ def audit_inputs(
     """Read DATA with the label names of the probabilities' source (``classifier``'s, the
     'textgate predict' file's, or ``label_names`` for a .npy; None: DATA's labels, sorted), and
     get the probabilities from ``classifier`` (``k_fold``: a k-fold head on its embeddings) or
-    from ``pred_probs``."""
+    from ``pred_probs``. ``folds`` (default 5), ``seed`` (default 0) and ``kfold_c`` set the k-fold
+    head and are refused without ``k_fold``; see :func:`check_probability_source`."""
+    check_probability_source(has_model=classifier is not None, pred_probs=pred_probs, label_names=label_names,
+                             k_fold=k_fold, kfold_options={"folds": folds, "seed": seed, "kfold_c": kfold_c})
+    folds = DEFAULT_FOLDS if folds is None else folds
+    seed = 0 if seed is None else seed
     label_names = tuple(label_names) if label_names is not None else None
     saved = None
     names_for_data = label_names

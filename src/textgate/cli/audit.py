@@ -56,8 +56,8 @@ def audit() -> None:
               help="Out-of-sample probabilities: a 'textgate predict' Parquet file or an (N, K) .npy array.")
 @click.option("--k-fold", "k_fold", is_flag=True,
               help="Probabilities by stratified k-fold logistic regression on MODEL's frozen embeddings.")
-@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds for --k-fold.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the --k-fold split.")
+@click.option("--folds", type=click.IntRange(min=2), help="Folds for --k-fold (default: 5).")
+@click.option("--seed", type=int, help="Seed of the --k-fold split (default: 0).")
 @click.option("--kfold-c", "kfold_c", type=click.FloatRange(min=0, min_open=True),
               help="Inverse L2 strength of the --k-fold head (default: the C of textgate.audit.KFOLD_C_GRID "
                    "with the lowest out-of-fold NLL; docs/audit.md).")
@@ -73,7 +73,7 @@ def audit() -> None:
 @hash_key_option
 @data_options
 @model_options
-def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int, seed: int,
+def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, folds: int | None, seed: int | None,
                kfold_c: float | None, method: str, ranked_by: str, top: int | None, label_names: str | None, out_dir: Path, output_format: str,
                hash_key_file: Path | None, text_col: str, label_col: str, **run_options: Any) -> None:
     """Rank likely label errors in DATA; write them to --out.
@@ -82,24 +82,15 @@ def audit_find(args: tuple[str, ...], pred_probs: Path | None, k_fold: bool, fol
     """
     from textgate.audit import audit_labels
     from textgate.audit.export import audit_summary, write_audit_outputs
-    from textgate.audit.sources import audit_inputs
+    from textgate.audit.sources import audit_inputs, check_probability_source
 
     check_outputs(dirs={"--out": out_dir})
     if len(args) != (1 if pred_probs else 2):
         raise click.UsageError(f"Pass MODEL and DATA, or --pred-probs FILE and DATA (got {len(args)} arguments: "
                                f"{' '.join(args) or 'none'}). {MODEL_HELP}")
     model, data = (None, Path(args[0])) if pred_probs else (args[0], Path(args[1]))
-    if k_fold and model is None:
-        raise click.UsageError("--k-fold needs MODEL (its encoder makes the embeddings), not --pred-probs.")
-    if not k_fold:  # options of the k-fold head given without it would be silently ignored
-        source_of = click.get_current_context().get_parameter_source
-        for flag, name, part in (("--kfold-c", "kfold_c", "head"), ("--folds", "folds", "split"),
-                                 ("--seed", "seed", "split")):
-            if source_of(name) is not click.core.ParameterSource.DEFAULT:
-                raise click.UsageError(f"{flag} sets the --k-fold {part}; add --k-fold or leave {flag} out.")
-    if label_names is not None and (pred_probs is None or pred_probs.suffix != ".npy"):
-        raise click.UsageError("--label-names names the columns of a .npy --pred-probs; MODEL and 'textgate "
-                               "predict' files carry their own label names. Leave --label-names out.")
+    check_probability_source(has_model=model is not None, pred_probs=pred_probs, label_names=label_name_list(label_names),
+                             k_fold=k_fold, kfold_options={"folds": folds, "seed": seed, "kfold_c": kfold_c})
     hash_key = _hash_key(hash_key_file)  # before the model loads: a bad key file fails fast
     classifier = load_model(model, run_options) if model is not None else None
     inputs = audit_inputs(data, classifier=classifier, pred_probs=pred_probs, label_names=label_name_list(label_names),
@@ -149,16 +140,7 @@ def audit_apply(corrections: Path, data: Path, out_path: Path, changelog: Path |
     say(f"wrote {result.out_path} ({result.n_rows:,} rows, {len(result.changes):,} labels changed, "
         f"{result.unchanged:,} confirmed unchanged) and {result.changelog_path}")
     if output_format == "json":
-        echo_json(_apply_summary(result))
-
-
-def _apply_summary(result) -> dict[str, Any]:
-    """What `audit apply --format json` prints: the files written and every label changed."""
-    from dataclasses import asdict
-
-    return {"schema_version": 1, "kind": "textgate.audit_apply", "out": str(result.out_path),
-            "changelog": str(result.changelog_path), "rows": result.n_rows, "changed": len(result.changes),
-            "unchanged": result.unchanged, "changes": [asdict(change) for change in result.changes]}
+        echo_json(result.to_dict())
 
 
 def _audit_text(summary: dict, result) -> str:
