@@ -1,6 +1,7 @@
-"""Pins textgate.gate.compare: McNemar equals scipy, bootstrap intervals reproduced by a naive loop in
-the documented draw order, point values equal textgate.evaluation.metrics, hand-built flip and label-shift
-cases, and input errors that name the argument."""
+"""Pins textgate.gate.compare and the pieces it assembles (deltas, mcnemar, flips): McNemar
+equals scipy, bootstrap intervals reproduced by a naive loop in the documented draw order,
+point values equal textgate.evaluation.metrics, hand-built flip and label-shift cases, and
+input errors that name the argument."""
 
 from __future__ import annotations
 

@@ -349,7 +349,7 @@ def calibration_from_codes(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -
 
 def equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     """The equal-width bin (0..n_bins-1) of each confidence; every binned estimate, here and in
-    the bootstraps of textgate.gate.compare and textgate.calibrate, bins with this."""
+    the bootstraps of textgate.gate.deltas and textgate.calibrate, bins with this."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted(side="left") puts conf in (edge_i, edge_i+1]; conf == 0 joins the first bin
     # and conf a hair above 1 (float32 softmax) joins the last.

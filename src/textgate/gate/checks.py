@@ -18,8 +18,9 @@ from typing import Literal
 
 from textgate._internal.records import Record
 from textgate.evaluation.metrics import wilson_interval
-from textgate.gate.compare import Comparison, MetricDelta
+from textgate.gate.compare import Comparison
 from textgate.gate.config import Thresholds
+from textgate.gate.deltas import MetricDelta
 from textgate.latency import LatencyComparison
 
 __all__ = ["Check", "GateResult", "check_gate"]
