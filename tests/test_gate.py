@@ -73,12 +73,66 @@ def run(capsys, *argv):
         ({"thresholds": "max_acuracy_drop = 0.1"}, r"Field 'thresholds.max_acuracy_drop'.*Allowed keys: max_accuracy_drop"),
         ({"candidate": 'predictions = "p.parquet"'}, r"Field 'candidate'.*either 'predictions'.*not both"),
         ({"candidate": 'dtype = "fp16"'}, r"Field 'candidate.dtype'"),
+        ({"candidate": "calibration = 3"}, r"Field 'candidate.calibration'.*valid string"),
+        ({"candidate": 'colour = "red"'}, r"Field 'candidate.colour'.*unknown key.*calibration, lock"),
         ({"extra": 'colour = "red"'}, r"Unknown key 'colour'.*allowed top-level keys"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, tiny_model_dir, data_file, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         load_gate_config(write_gate(tmp_path, tiny_model_dir, data_file, **kwargs))
+
+
+def test_a_bad_side_key_exits_2_naming_the_field(capsys, tmp_path, tiny_model_dir, data_file):
+    code, _, err = run(capsys, "gate", write_gate(tmp_path, tiny_model_dir, data_file, candidate="lock = 3"))
+    assert code == EXIT_USAGE and "Field 'candidate.lock'" in err
+
+
+def test_side_paths_resolve_relative_to_the_file_that_names_them(tmp_path, tiny_model_dir, data_file):
+    """Keys from a spec file are relative to it; inline keys, overrides included, to the gate file."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "model.toml").write_text(
+        f'model = "{tiny_model_dir}"\ncalibration = "cal.toml"\nlock = "textgate.lock"\n')
+    gate = tmp_path / "gate.toml"
+    gate.write_text(f'[data]\npath = "{data_file}"\n[baseline]\nspec = "specs/model.toml"\n'
+                    '[candidate]\nspec = "specs/model.toml"\ncalibration = "mine/cal.toml"\nlock = "mine/textgate.lock"\n'
+                    'dtype = "bfloat16"\n')
+    config = load_gate_config(gate)
+    base, cand = config.model_spec("baseline"), config.model_spec("candidate")
+    specs, mine = (tmp_path / "specs").resolve(), (tmp_path / "mine").resolve()
+    assert (base.calibration, base.lock, base.dtype) == (str(specs / "cal.toml"), str(specs / "textgate.lock"),
+                                                         "float32")
+    assert (cand.calibration, cand.lock, cand.dtype) == (str(mine / "cal.toml"), str(mine / "textgate.lock"),
+                                                         "bfloat16")
+    assert base.model == cand.model == str(tiny_model_dir)
+
+
+def test_calibration_and_lock_in_a_gate_side_are_applied(capsys, tmp_path, tiny_model_copy, data_file):
+    from textgate.calibrate import calibrate_temperature, write_calibration_file
+    from textgate.lock import build_lock, write_lock
+    from textgate.model import ModelSpec, identify_model
+
+    plain = ModelSpec(model=str(tiny_model_copy))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) * 3
+    logits[np.arange(300), y] += 2
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    fitted = calibrate_temperature(np.array(LABELS, dtype=object)[y], p, label_names=LABELS, n_resamples=100)
+    write_calibration_file(tmp_path / "cal.toml", fitted, model_fingerprint=identify_model(plain).fingerprint,
+                           label_names=LABELS, data_path="fit.jsonl", data_fingerprint="ab")
+    calibrated = plain.model_copy(update={"calibration": str(tmp_path / "cal.toml")})
+    write_lock(build_lock(calibrated, lock_dir=tmp_path), tmp_path / "textgate.lock")  # pins the calibration too
+    gate = write_gate(tmp_path, tiny_model_copy, data_file, candidate='calibration = "cal.toml"\nlock = "textgate.lock"')
+    code, out, err = run(capsys, "gate", gate, "--no-cache", "--no-latency", "--format", "json")
+    assert code in (EXIT_OK, EXIT_GATE_FAILED), err
+    report = json.loads(out)
+    assert report["candidate"]["settings"]["model"]["temperature"] == pytest.approx(fitted.temperature)
+    assert report["candidate"]["model_fingerprint"] != report["baseline"]["model_fingerprint"]
+    weights = tiny_model_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")  # the baseline has no lock and still loads
+    code, _, err = run(capsys, "gate", gate, "--no-cache", "--no-latency")
+    assert code == EXIT_USAGE and "model.safetensors" in err and "textgate.lock" in err
 
 
 def test_missing_files_are_named(tmp_path, tiny_model_dir, data_file):
