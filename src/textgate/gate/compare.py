@@ -145,8 +145,8 @@ def compare_predictions(
 ) -> Comparison:
     """Compare ``candidate`` with ``baseline`` on the same labeled examples, example by example.
 
-    Metrics (accuracy, macro_f1, recall:<label> per label, invalid_label_rate, and top-label ECE
-    with 15 equal-width bins when both sides have probabilities) come with paired percentile
+    Metrics (registry ids: accuracy, macro_f1, recall:<label> per label, invalid_label_rate, and
+    ece_equal_width, 15 bins, when both sides have probabilities) come with paired percentile
     bootstrap intervals of candidate - baseline; see the module docstring for the exact order
     of random draws. ``slice_masks`` maps a slice name to a bool (N,) mask.
     """
@@ -205,7 +205,7 @@ def _check_settings(n_resamples: Any, seed: Any, confidence: Any, n_example_flip
 
 def _compare(true_codes: np.ndarray, base: EncodedSide, cand: EncodedSide, names: tuple[str, ...],
              masks: Mapping[str, np.ndarray], settings: _Settings) -> Comparison:
-    notes = tuple(f"ece not compared: {which} has no probabilities"
+    notes = tuple(f"ece_equal_width not compared: {which} has no probabilities"
                   for which, side in (("baseline", base), ("candidate", cand))
                   if side.probabilities is None)
     rows = np.arange(true_codes.size)

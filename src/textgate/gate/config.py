@@ -28,11 +28,13 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -45,7 +47,18 @@ from textgate.errors import ConfigError
 from textgate.model import ModelSpec, load_model_spec, model_spec_from_table
 from textgate.slices import SliceSpec, slices_from_toml
 
-__all__ = ["DataConfig", "GateConfig", "GateSettings", "SideConfig", "Thresholds", "load_gate_config"]
+__all__ = [
+    "DataConfig",
+    "GateConfig",
+    "GateSettings",
+    "RENAMED_THRESHOLDS",
+    "SIDES",
+    "SideConfig",
+    "SideName",
+    "THRESHOLD_METRICS",
+    "Thresholds",
+    "load_gate_config",
+]
 
 _Fraction = Field(ge=0, le=1)
 SideName = Literal["baseline", "candidate"]
@@ -92,32 +105,69 @@ class SideConfig(BaseModel):
 
 class Thresholds(_Strict):
     """What fails the gate. Drops and rates are fractions (0.02 = 2 points); ``false`` (None)
-    turns a check off."""
+    turns a check off. THRESHOLD_METRICS names the registry metric each one limits."""
 
     max_accuracy_drop: float | None = Field(0.02, ge=0, le=1)
     max_slice_accuracy_drop: float | None = Field(0.05, ge=0, le=1)
     max_macro_f1_drop: float | None = Field(None, ge=0, le=1)
     max_recall_drop: float | None = Field(None, ge=0, le=1)
-    max_ece_increase: float | None = Field(0.02, ge=0, le=1)
+    max_ece_equal_width_increase: float | None = Field(0.02, ge=0, le=1)
     max_flip_rate: float | None = Field(None, ge=0, le=1)
     max_harmful_flip_rate: float | None = Field(None, ge=0, le=1)
     max_slice_flip_rate: float | None = Field(None, ge=0, le=1)
     max_invalid_label_rate: float | None = Field(0.0, ge=0, le=1)
     max_label_shift: float | None = Field(None, ge=0, le=1)
-    # Candidate / baseline cost per text, timed in this run (textgate.latency); the old name
-    # max_p99_latency_increase is still read.
-    max_latency_increase: float | None = Field(
-        0.25, ge=0, le=100, validation_alias=AliasChoices("max_latency_increase", "max_p99_latency_increase"))
+    # Candidate / baseline cost per text, timed in this run (textgate.latency).
+    max_latency_increase: float | None = Field(0.25, ge=0, le=100)
     require_significance: bool = False
     alpha: float = Field(0.05, gt=0, lt=0.5)
     mode: Literal["threshold", "non-inferiority"] = "threshold"
     min_slice_size: int = Field(30, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """An old key is read as its new one, with a warning naming the new one."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_THRESHOLDS.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"'{old}' is the old name of '{new}'; give only '{new}'")
+                warnings.warn(f"Threshold '{old}' is deprecated and will be removed: it is now '{new}' "
+                              "(same meaning); rename it in the gate file.", FutureWarning, stacklevel=2)
+                data[new] = data.pop(old)
+        return data
 
     @field_validator("*", mode="before")
     @classmethod
     def _false_turns_off(cls, value: Any, info: Any) -> Any:
         """TOML has no null: ``max_flip_rate = false`` turns that check off."""
         return None if value is False and info.field_name.startswith("max_") else value
+
+
+# The metric (an id of textgate.evaluation.registry.METRICS) each threshold limits: a key
+# ending in _drop or _increase bounds a move the wrong way (relative for latency), the others
+# the candidate's level. The gate's checks read their metric from here.
+THRESHOLD_METRICS: Mapping[str, str] = MappingProxyType({
+    "max_accuracy_drop": "accuracy",
+    "max_slice_accuracy_drop": "accuracy",
+    "max_macro_f1_drop": "macro_f1",
+    "max_recall_drop": "recall",
+    "max_ece_equal_width_increase": "ece_equal_width",
+    "max_flip_rate": "flip_rate",
+    "max_harmful_flip_rate": "harmful_flip_rate",
+    "max_slice_flip_rate": "flip_rate",
+    "max_invalid_label_rate": "invalid_label_rate",
+    "max_label_shift": "label_shift",
+    "max_latency_increase": "latency_per_text_ms",
+})
+# Old threshold key -> its key now; the old one is still read, with a FutureWarning.
+RENAMED_THRESHOLDS: Mapping[str, str] = MappingProxyType({
+    "max_ece_increase": "max_ece_equal_width_increase",  # the metric's id is ece_equal_width
+    "max_p99_latency_increase": "max_latency_increase",  # it was never a p99: cost per text
+})
 
 
 class GateSettings(_Strict):

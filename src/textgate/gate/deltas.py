@@ -21,12 +21,12 @@ from textgate._internal.bootstrap import (
 from textgate._internal.records import Record
 from textgate.evaluation.metrics import (
     DEFAULT_N_BINS,
-    METRICS,
     calibration_from_codes,
     classification_from_codes,
     divide_or_zero,
     equal_width_index,
 )
+from textgate.evaluation.registry import metric_info
 
 __all__ = ["EncodedSide", "MetricDelta", "accuracy_delta", "overall_deltas"]
 
@@ -55,20 +55,17 @@ class EncodedSide:
 
 
 def _metric_names(names: tuple[str, ...], with_ece: bool) -> list[tuple[str, bool]]:
-    """(name, higher_is_better) of the overall metrics, in report order."""
-    listed = [("accuracy", METRICS["accuracy"].higher_is_better),
-              ("macro_f1", METRICS["macro_f1"].higher_is_better)]
-    listed += [(f"recall:{name}", True) for name in names]
-    listed.append(("invalid_label_rate", METRICS["invalid_label_rate"].higher_is_better))
+    """(registry id, higher_is_better) of the overall metrics, in report order."""
+    ids = ["accuracy", "macro_f1", *(f"recall:{name}" for name in names), "invalid_label_rate"]
     if with_ece:
-        listed.append(("ece", METRICS["ece_equal_width"].higher_is_better))
-    return listed
+        ids.append("ece_equal_width")
+    return [(name, metric_info(name).higher_is_better) for name in ids]
 
 
 def overall_deltas(true_codes: np.ndarray, base: EncodedSide, cand: EncodedSide, names: tuple[str, ...], *,
                    rng: np.random.Generator, n_resamples: int, confidence: float) -> tuple[MetricDelta, ...]:
-    """accuracy, macro_f1, recall:<label> per label, invalid_label_rate, and top-label ECE with
-    15 equal-width bins when both sides have probabilities; ``rng`` draws the resamples."""
+    """accuracy, macro_f1, recall:<label> per label, invalid_label_rate, and ece_equal_width
+    (15 bins) when both sides have probabilities; ``rng`` draws the resamples."""
     with_ece = base.probabilities is not None and cand.probabilities is not None
     k, n = len(names), true_codes.size
     base_parts = _resample_inputs(true_codes, base, k, with_ece)
