@@ -208,7 +208,7 @@ def batch_order_detail(comparison, baseline, candidate, budget: int) -> dict:
     return {"token_budget": budget, "flip_rate": comparison.flips.flip_rate,
             "abs_accuracy_delta_pts": round(100 * abs(delta["accuracy"]), 3),
             "max_abs_prob_diff": float(np.abs(baseline.probabilities - candidate.probabilities).max()),
-            "abs_ece_delta": abs(delta["ece"]),
+            "abs_ece_delta": abs(delta["ece_equal_width"]),
             "batches": [len(baseline.batch_sizes), len(candidate.batch_sizes)]}
 
 

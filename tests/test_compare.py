@@ -1,6 +1,7 @@
-"""Pins textgate.gate.compare: McNemar equals scipy, bootstrap intervals reproduced by a naive loop in
-the documented draw order, point values equal textgate.evaluation.metrics, hand-built flip and label-shift
-cases, and input errors that name the argument."""
+"""Pins textgate.gate.compare and the pieces it assembles (deltas, mcnemar, flips): McNemar
+equals scipy, bootstrap intervals reproduced by a naive loop in the documented draw order,
+point values equal textgate.evaluation.metrics, hand-built flip and label-shift cases, and
+input errors that name the argument."""
 
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def test_overall_intervals_equal_a_naive_loop_in_the_documented_draw_order(monke
                                    _naive_values(y_true, base, idx, True)) for idx in all_idx])
     assert [m.name for m in result.metrics] == ["accuracy", "macro_f1", "recall:negative",
                                                 "recall:neutral", "recall:positive",
-                                                "invalid_label_rate", "ece"]
+                                                "invalid_label_rate", "ece_equal_width"]
     for column, metric in enumerate(result.metrics):
         low, high = _interval(deltas[:, column])
         assert (metric.ci_low, metric.ci_high) == pytest.approx((low, high), abs=TOL), metric.name
@@ -225,7 +226,7 @@ def test_point_values_equal_textgate_metrics_on_the_full_data():
         assert metric.ci_low <= metric.ci_high
     directions = {m.name: m.higher_is_better for m in result.metrics}
     assert directions["accuracy"] and directions["macro_f1"] and directions["recall:neutral"]
-    assert not directions["invalid_label_rate"] and not directions["ece"]
+    assert not directions["invalid_label_rate"] and not directions["ece_equal_width"]
     assert result.notes == ()
 
 
@@ -234,7 +235,7 @@ def test_ece_is_left_out_with_a_note_when_a_side_has_no_probabilities():
     labels_only = Predictions(label_names=NAMES, predicted=cand.predicted)
     result = compare_predictions(y_true, base, labels_only, label_names=NAMES, n_resamples=100)
     assert [m.name for m in result.metrics][-1] == "invalid_label_rate"
-    assert result.notes == ("ece not compared: candidate has no probabilities",)
+    assert result.notes == ("ece_equal_width not compared: candidate has no probabilities",)
 
 
 def test_probability_columns_follow_each_side_own_label_order():

@@ -11,8 +11,10 @@ from conftest import LABELS
 
 from textgate.cli import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, main
 from textgate.errors import ConfigError
+from textgate.evaluation.registry import metric_info
 from textgate.gate import Thresholds, check_gate, load_gate_config
 from textgate.gate.compare import compare_predictions
+from textgate.gate.config import RENAMED_THRESHOLDS, THRESHOLD_METRICS
 from textgate.latency import BatchTimings, compare_latency
 from textgate.predictions import Predictions
 
@@ -73,12 +75,66 @@ def run(capsys, *argv):
         ({"thresholds": "max_acuracy_drop = 0.1"}, r"Field 'thresholds.max_acuracy_drop'.*Allowed keys: max_accuracy_drop"),
         ({"candidate": 'predictions = "p.parquet"'}, r"Field 'candidate'.*either 'predictions'.*not both"),
         ({"candidate": 'dtype = "fp16"'}, r"Field 'candidate.dtype'"),
+        ({"candidate": "calibration = 3"}, r"Field 'candidate.calibration'.*valid string"),
+        ({"candidate": 'colour = "red"'}, r"Field 'candidate.colour'.*unknown key.*calibration, lock"),
         ({"extra": 'colour = "red"'}, r"Unknown key 'colour'.*allowed top-level keys"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, tiny_model_dir, data_file, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         load_gate_config(write_gate(tmp_path, tiny_model_dir, data_file, **kwargs))
+
+
+def test_a_bad_side_key_exits_2_naming_the_field(capsys, tmp_path, tiny_model_dir, data_file):
+    code, _, err = run(capsys, "gate", write_gate(tmp_path, tiny_model_dir, data_file, candidate="lock = 3"))
+    assert code == EXIT_USAGE and "Field 'candidate.lock'" in err
+
+
+def test_side_paths_resolve_relative_to_the_file_that_names_them(tmp_path, tiny_model_dir, data_file):
+    """Keys from a spec file are relative to it; inline keys, overrides included, to the gate file."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "model.toml").write_text(
+        f'model = "{tiny_model_dir}"\ncalibration = "cal.toml"\nlock = "textgate.lock"\n')
+    gate = tmp_path / "gate.toml"
+    gate.write_text(f'[data]\npath = "{data_file}"\n[baseline]\nspec = "specs/model.toml"\n'
+                    '[candidate]\nspec = "specs/model.toml"\ncalibration = "mine/cal.toml"\nlock = "mine/textgate.lock"\n'
+                    'dtype = "bfloat16"\n')
+    config = load_gate_config(gate)
+    base, cand = config.model_spec("baseline"), config.model_spec("candidate")
+    specs, mine = (tmp_path / "specs").resolve(), (tmp_path / "mine").resolve()
+    assert (base.calibration, base.lock, base.dtype) == (str(specs / "cal.toml"), str(specs / "textgate.lock"),
+                                                         "float32")
+    assert (cand.calibration, cand.lock, cand.dtype) == (str(mine / "cal.toml"), str(mine / "textgate.lock"),
+                                                         "bfloat16")
+    assert base.model == cand.model == str(tiny_model_dir)
+
+
+def test_calibration_and_lock_in_a_gate_side_are_applied(capsys, tmp_path, tiny_model_copy, data_file):
+    from textgate.calibrate import calibrate_temperature, write_calibration_file
+    from textgate.lock import build_lock, write_lock
+    from textgate.model import ModelSpec, identify_model
+
+    plain = ModelSpec(model=str(tiny_model_copy))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(size=(300, 3)) * 3
+    logits[np.arange(300), y] += 2
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    fitted = calibrate_temperature(np.array(LABELS, dtype=object)[y], p, label_names=LABELS, n_resamples=100)
+    write_calibration_file(tmp_path / "cal.toml", fitted, model_fingerprint=identify_model(plain).fingerprint,
+                           label_names=LABELS, data_path="fit.jsonl", data_fingerprint="ab")
+    calibrated = plain.model_copy(update={"calibration": str(tmp_path / "cal.toml")})
+    write_lock(build_lock(calibrated, lock_dir=tmp_path), tmp_path / "textgate.lock")  # pins the calibration too
+    gate = write_gate(tmp_path, tiny_model_copy, data_file, candidate='calibration = "cal.toml"\nlock = "textgate.lock"')
+    code, out, err = run(capsys, "gate", gate, "--no-cache", "--no-latency", "--format", "json")
+    assert code in (EXIT_OK, EXIT_GATE_FAILED), err
+    report = json.loads(out)
+    assert report["candidate"]["settings"]["model"]["temperature"] == pytest.approx(fitted.temperature)
+    assert report["candidate"]["model_fingerprint"] != report["baseline"]["model_fingerprint"]
+    weights = tiny_model_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")  # the baseline has no lock and still loads
+    code, _, err = run(capsys, "gate", gate, "--no-cache", "--no-latency")
+    assert code == EXIT_USAGE and "model.safetensors" in err and "textgate.lock" in err
 
 
 def test_missing_files_are_named(tmp_path, tiny_model_dir, data_file):
@@ -262,16 +318,77 @@ def test_latency_check_follows_the_mode():
     assert latency_check(gate_on(y, pred, pred, margin, latency=synthetic_latency(1.0))).status == "pass"
 
 
-def test_the_old_p99_threshold_name_is_still_read():
-    assert Thresholds(max_p99_latency_increase=0.5).max_latency_increase == 0.5
-    assert Thresholds(max_p99_latency_increase=False).max_latency_increase is None
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED_THRESHOLDS.items()))
+def test_a_renamed_threshold_key_is_still_read_with_a_warning_naming_the_new_one(old, new):
+    with pytest.warns(FutureWarning, match=f"'{old}' is deprecated.*now '{new}'"):
+        assert getattr(Thresholds(**{old: 0.015}), new) == 0.015
+    with pytest.warns(FutureWarning, match=new):
+        assert getattr(Thresholds(**{old: False}), new) is None
+    with pytest.raises(ValueError, match=f"'{old}' is the old name of '{new}'; give only '{new}'"):
+        Thresholds(**{old: 0.1, new: 0.1})
+
+
+def test_a_gate_file_with_an_old_threshold_key_loads_with_a_warning(tmp_path, tiny_model_dir, data_file):
+    gate = write_gate(tmp_path, tiny_model_dir, data_file, thresholds="max_ece_increase = 0.03")
+    with pytest.warns(FutureWarning, match="'max_ece_increase' is deprecated.*'max_ece_equal_width_increase'"):
+        config = load_gate_config(gate)
+    assert config.thresholds.max_ece_equal_width_increase == 0.03
+    both = write_gate(tmp_path, tiny_model_dir, data_file,
+                      thresholds="max_ece_increase = 0.03\nmax_ece_equal_width_increase = 0.03")
+    with pytest.raises(ConfigError, match=r"Field 'thresholds' .*give only 'max_ece_equal_width_increase'"):
+        load_gate_config(both)
+
+
+def test_the_cli_says_a_renamed_threshold_key_in_one_line(capsys, tmp_path, tiny_model_dir, data_file):
+    gate = write_gate(tmp_path, tiny_model_dir, data_file)
+    (tmp_path / "gate.toml").write_text((tmp_path / "gate.toml").read_text().replace("max_latency", "max_p99_latency"))
+    code, _, err = run(capsys, "gate", gate, "--no-cache", "--no-latency")
+    assert code == EXIT_OK, err
+    assert "textgate: warning: Threshold 'max_p99_latency_increase' is deprecated" in err
+    assert "now 'max_latency_increase'" in err and "FutureWarning" not in err
+
+
+def test_every_threshold_limits_a_registry_metric_in_its_direction():
+    limits = {name for name in Thresholds.model_fields if name.startswith("max_")}
+    assert set(THRESHOLD_METRICS) == limits
+    for key, metric in THRESHOLD_METRICS.items():
+        info = metric_info(metric)
+        assert info.unit and info.direction
+        if key.endswith("_drop"):
+            assert info.direction == "higher", key
+        else:  # an increase or a level: a rate, a shift, a cost
+            assert info.direction == "lower", key
+    assert not set(RENAMED_THRESHOLDS) & limits and set(RENAMED_THRESHOLDS.values()) <= limits
+
+
+def test_every_gate_check_id_is_a_registry_metric_with_a_direction_and_unit():
+    y, pred = synthetic()
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(3), size=len(y)).astype(np.float32)
+
+    def predictions(predicted):
+        return Predictions(label_names=NAMES, predicted=np.asarray(predicted, dtype=object),
+                           probabilities=probabilities)
+
+    mask = np.zeros(len(y), bool)
+    mask[:100] = True
+    comparison = compare_predictions(y, predictions(pred), predictions(inject(y, pred, 30)), label_names=NAMES,
+                                     slice_masks={"first": mask, "none": np.zeros(len(y), bool)}, n_resamples=200)
+    every = Thresholds(**{key: 0.5 for key in THRESHOLD_METRICS})
+    checks = check_gate(comparison, every, latency=synthetic_latency(1.0)).checks
+    assert {c.metric.partition(":")[0] for c in checks} == set(THRESHOLD_METRICS.values())
+    for check in checks:
+        info = metric_info(check.metric)
+        assert info.direction in ("higher", "lower") and info.unit
+        assert check.name == (info.label if check.scope == "overall" else f"slice {info.label}")
+        assert check.value_is == "ratio" if info.unit == "ms" else check.value_is in ("change", "level")
 
 
 def test_checks_skip_what_cannot_be_measured():
     y, pred = synthetic()
     result = gate_on(y, pred, pred, Thresholds(), masks={"empty": np.zeros(len(y), bool)})
     statuses = {(c.name, c.scope): c.status for c in result.checks}
-    assert statuses[("ECE", "overall")] == "skip"  # no probabilities
+    assert statuses[("ECE equal-width", "overall")] == "skip"  # no probabilities
     assert statuses[("slice accuracy", "empty")] == "skip"
     assert result.verdict == "pass"
 
@@ -285,13 +402,15 @@ def test_gate_passes_on_itself_and_writes_three_reports(capsys, tmp_path, tiny_m
     assert code == EXIT_OK, err
     assert "PASS" in out and "interleaved" in err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["schema_version"] == 2 and report["verdict"] == "pass" and report["exit_code"] == 0
+    assert report["schema_version"] == 3 and report["verdict"] == "pass" and report["exit_code"] == 0
     assert report["latency"]["measured"] == "in this run, interleaved"
     assert report["latency"]["texts"] == 32 and report["latency"]["rounds"] == 2  # 2 windows of 16
     assert len(report["latency"]["baseline_batch_ms"]) == 2 * report["latency"]["baseline_batches"]
     assert report["hardware"]["cpu_model"] and report["hardware"]["bf16"] in ("native", "emulated")
     assert report["baseline"]["settings"]["hardware"]["cpu_capability"] == report["hardware"]["cpu_capability"]
     assert "machine: " in (tmp_path / "out" / "report.md").read_text()
+    assert all(metric_info(c["metric"]) and c["value_is"] in ("change", "ratio", "level") for c in report["checks"])
+    assert "| ECE equal-width |" in (tmp_path / "out" / "report.md").read_text()
     assert report["comparison"]["flips"]["flipped"] == 0
     assert (tmp_path / "out" / "report.md").read_text().startswith("## textgate: ✅ **Gate passed**")
     assert "<svg" in (tmp_path / "out" / "report.html").read_text()

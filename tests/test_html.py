@@ -188,6 +188,20 @@ def test_checks_sorted_by_status_and_formatted(page):
     assert "15.5%" in table  # flip rate is a rate, not a delta
 
 
+def test_check_cells_follow_value_is_and_the_registry_unit():
+    from textgate.gate.html import _check_cells
+
+    ece = {"metric": "ece_equal_width", "baseline": 0.02, "candidate": 0.035, "value": 0.015, "value_is": "change",
+           "ci_low": 0.01, "ci_high": 0.02}
+    before_schema_3 = {**{k: v for k, v in ece.items() if k != "value_is"}, "metric": "ece"}  # the old id
+    assert _check_cells(ece) == _check_cells(before_schema_3) == ("2.0%", "3.5%", "+1.5 pts", "[+1.0, +2.0]")
+    latency = {"metric": "latency_per_text_ms", "baseline": 3.81, "candidate": 3.92, "value": 0.029,
+               "value_is": "ratio", "ci_low": -0.01, "ci_high": 0.06}
+    assert _check_cells(latency) == ("3.8 ms", "3.9 ms", "+2.9%", "[-1.0, +6.0]")
+    brier = {"metric": "brier", "baseline": 0.3, "candidate": 0.31, "value": 0.01, "value_is": "change"}
+    assert _check_cells(brier) == ("0.3000", "0.3100", "+0.0100", "–")
+
+
 def test_plots_are_titled_svgs_with_axes(page):
     svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
     assert len(svgs) == 6  # 2 confusion, forest, 2 reliability, latency

@@ -19,7 +19,6 @@ from sklearn.metrics import (
 import textgate.evaluation.metrics as metrics_module
 from textgate.errors import ConfigError, DataError
 from textgate.evaluation.metrics import (
-    METRICS,
     calibration_metrics,
     classification_metrics,
     invalid_labels,
@@ -463,7 +462,7 @@ def test_latency_invariant_to_batch_order():
 
 
 # ---------------------------------------------------------------------------------------------
-# Serialization and registry
+# Serialization
 # ---------------------------------------------------------------------------------------------
 
 
@@ -474,7 +473,6 @@ def test_to_dict_is_strict_json():
         calibration_metrics(HAND_TRUE, HAND_PROBS, label_names=HAND_NAMES),  # has empty (NaN) bins
         latency_metrics([0.1, 0.2], [3, 4]),
         *slice_metrics(y_true, y_pred, {"none": np.zeros(6, dtype=bool)}, label_names=names),
-        *METRICS.values(),
     ]
     for record in records:
         text = json.dumps(record.to_dict(), allow_nan=False)
@@ -483,20 +481,6 @@ def test_to_dict_is_strict_json():
     assert as_dict["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     assert as_dict["invalid"]["values"] == [["LABEL_1", 2], ["LABEL_2", 1]]
     assert records[1].to_dict()["reliability"][0]["mean_confidence"] is None
-
-
-def test_registry_covers_the_gateable_metrics_with_directions():
-    required = {
-        "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "ece_equal_width",
-        "ece_equal_mass", "mce", "brier", "nll", "invalid_label_rate", "latency_p99_ms", "throughput_per_s",
-    }
-    assert required <= METRICS.keys()
-    assert all(name == info.name and info.description for name, info in METRICS.items())
-    higher = {name for name, info in METRICS.items() if info.higher_is_better}
-    assert {"accuracy", "macro_f1", "weighted_f1", "throughput_per_s"} <= higher
-    assert not higher & {"ece_equal_width", "ece_equal_mass", "mce", "brier", "nll", "invalid_label_rate", "latency_p99_ms"}
-    needs_p = {name for name, info in METRICS.items() if info.needs_probabilities}
-    assert needs_p == {"ece_equal_width", "ece_equal_mass", "mce", "brier", "nll"}
 
 
 def test_all_is_sorted_and_importable():

@@ -49,12 +49,12 @@ from textgate.calibrate.temperature import (
 from textgate.errors import ConfigError, DataError
 from textgate.evaluation.metrics import (
     DEFAULT_N_BINS,
-    METRICS,
     NLL_CLIP,
     CalibrationMetrics,
     calibration_from_codes,
     equal_width_index,
 )
+from textgate.evaluation.registry import METRICS
 
 __all__ = [
     "DEFAULT_FIT_FRACTION",
@@ -68,7 +68,7 @@ __all__ = [
 
 DEFAULT_FIT_FRACTION = 0.5
 DEFAULT_RESAMPLES = 2000
-# Metrics reported before/after, in report order (names as in textgate.evaluation.metrics.METRICS).
+# Metrics reported before/after, in report order (ids of textgate.evaluation.registry.METRICS).
 REPORTED_METRICS = ("ece_equal_width", "ece_equal_mass", "mce", "brier", "nll", "accuracy")
 # Seeds of the split/fold generators: [seed, stream], never the bootstrap's plain `seed` stream.
 _SPLIT_STREAM = 0x73706C74  # "splt"

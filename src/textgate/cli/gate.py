@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -45,7 +46,11 @@ def gate(gate_file: Path, out_dir: Path | None, cache_dir: Path | None, no_cache
 
     cache_dir = None if no_cache else cache_dir or default_cache_dir()
     check_outputs(dirs={"--out-dir": out_dir, "--cache-dir": cache_dir})
-    config = load_gate_config(gate_file)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a renamed threshold key: one line, not Python's
+        warnings.simplefilter("always")
+        config = load_gate_config(gate_file)
+    for warning in caught:
+        say(f"warning: {warning.message}")
     cache = None if cache_dir is None else PredictionCache(cache_dir)
     quiet_transformers()
     run = run_gate(config, cache=cache, progress=progress, time_latency=not no_latency, say=say)

@@ -41,8 +41,6 @@ __all__ = [
     "Estimate",
     "InvalidLabels",
     "LatencyMetrics",
-    "METRICS",
-    "MetricInfo",
     "Percentiles",
     "ReliabilityBin",
     "SliceMetrics",
@@ -162,40 +160,6 @@ class SliceMetrics(Record):
     fraction: float
     metrics: ClassificationMetrics | None  # None when the slice matched no examples
     note: str = ""
-
-
-@dataclass(frozen=True)
-class MetricInfo(Record):
-    name: str
-    higher_is_better: bool
-    needs_probabilities: bool
-    description: str
-
-
-def _info(name: str, higher_is_better: bool, needs_probabilities: bool, description: str) -> tuple[str, MetricInfo]:
-    return name, MetricInfo(name, higher_is_better, needs_probabilities, description)
-
-
-METRICS: Mapping[str, MetricInfo] = dict(
-    [
-        _info("accuracy", True, False, "fraction of examples whose predicted label is the true label"),
-        _info("macro_precision", True, False, "unweighted mean of per-class precision"),
-        _info("macro_recall", True, False, "unweighted mean of per-class recall"),
-        _info("macro_f1", True, False, "unweighted mean of per-class F1"),
-        _info("weighted_precision", True, False, "mean of per-class precision weighted by support"),
-        _info("weighted_recall", True, False, "mean of per-class recall weighted by support"),
-        _info("weighted_f1", True, False, "mean of per-class F1 weighted by support"),
-        _info("invalid_label_rate", False, False, "fraction of predictions outside label_names"),
-        _info("ece_equal_width", False, True, "top-label expected calibration error, equal-width bins"),
-        _info("ece_equal_mass", False, True, "top-label expected calibration error, equal-mass bins"),
-        _info("mce", False, True, "top-label maximum calibration error over non-empty equal-width bins"),
-        _info("brier", False, True, "multiclass Brier score"),
-        _info("nll", False, True, "mean negative log-likelihood of the true class"),
-        _info("latency_p50_ms", False, False, "median wall time of one batch, ms"),
-        _info("latency_p99_ms", False, False, "99th percentile wall time of one batch, ms"),
-        _info("throughput_per_s", True, False, "examples classified per second of batch wall time"),
-    ]
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +312,7 @@ def calibration_from_codes(true_codes: np.ndarray, p: np.ndarray, n_bins: int) -
 
 def equal_width_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     """The equal-width bin (0..n_bins-1) of each confidence; every binned estimate, here and in
-    the bootstraps of textgate.gate.compare and textgate.calibrate, bins with this."""
+    the bootstraps of textgate.gate.deltas and textgate.calibrate, bins with this."""
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted(side="left") puts conf in (edge_i, edge_i+1]; conf == 0 joins the first bin
     # and conf a hair above 1 (float32 softmax) joins the last.

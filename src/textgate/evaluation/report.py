@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from textgate.evaluation.registry import METRICS
 from textgate.evaluation.run import EvalReport, accuracy_ci95
 from textgate.hardware import hardware_line
 from textgate.outputs import write_text_atomic
@@ -43,21 +44,35 @@ def eval_tables(report: EvalReport) -> list[Table]:
     return tables
 
 
+def _show(metric: str, value: float | None) -> str:
+    """A value of a registry metric, in its unit."""
+    unit = METRICS[metric].unit
+    if unit == "fraction":
+        return _pct(value)
+    if unit == "texts/s":
+        return "n/a" if value is None or math.isnan(value) else f"{value:,.1f} texts/s"
+    return _num(value, 2 if unit == "ms" else 4)
+
+
+def _label(metric: str) -> str:
+    return METRICS[metric].label
+
+
 def _overview(report: EvalReport) -> Table:
     m = report.classification
     rows = [
         ("examples", f"{m.n:,}"),
-        ("accuracy", f"{_pct(m.accuracy)} {_interval(accuracy_ci95(m))}"),
-        ("macro recall", _pct(m.macro.recall)),
-        ("macro F1", _pct(m.macro.f1)),
-        ("weighted F1", _pct(m.weighted.f1)),
-        ("invalid labels", f"{m.invalid.count:,} ({_pct(m.invalid.rate)})"
+        (_label("accuracy"), f"{_show('accuracy', m.accuracy)} {_interval(accuracy_ci95(m))}"),
+        (_label("macro_recall"), _show("macro_recall", m.macro.recall)),
+        (_label("macro_f1"), _show("macro_f1", m.macro.f1)),
+        (_label("weighted_f1"), _show("weighted_f1", m.weighted.f1)),
+        (_label("invalid_label_rate"), f"{m.invalid.count:,} ({_show('invalid_label_rate', m.invalid.rate)})"
          + (": " + ", ".join(f"{v} x{c}" for v, c in m.invalid.values[:5]) if m.invalid.count else "")),
     ]
     if report.calibration is not None:
-        rows.append(("ECE (15 equal-width bins)", _num(report.calibration.ece_equal_width.value)))
+        rows.append((_label("ece_equal_width"), _show("ece_equal_width", report.calibration.ece_equal_width.value)))
     if report.latency is not None:
-        rows.append(("throughput", f"{report.latency.throughput_per_s:,.1f} texts/s"))
+        rows.append((_label("throughput_per_s"), _show("throughput_per_s", report.latency.throughput_per_s)))
     settings = report.predictions.get("settings") or {}
     if "engine" in settings:
         rows.append(("machine", hardware_line(settings.get("hardware"))))
@@ -103,9 +118,8 @@ def _slices(report: EvalReport) -> Table:
 
 def _calibration(report: EvalReport) -> Table:
     c = report.calibration
-    estimates = (("ECE equal-width", c.ece_equal_width), ("ECE equal-mass", c.ece_equal_mass), ("MCE", c.mce),
-                 ("Brier", c.brier), ("NLL", c.nll))
-    rows = tuple((name, _num(e.value), e.estimator) for name, e in estimates)
+    metrics = ("ece_equal_width", "ece_equal_mass", "mce", "brier", "nll")  # the record's fields, same ids
+    rows = tuple((_label(name), _show(name, getattr(c, name).value), getattr(c, name).estimator) for name in metrics)
     return Table("Calibration", ("metric", "value", "estimator"), rows)
 
 

@@ -4,7 +4,10 @@ Start at ``run.py``.
     config.py   the gate TOML file (data, slices, sides, thresholds, settings)
     run.py      predictions for both sides (cached, interleaved), evaluation, comparison
     cache.py    the prediction cache, keyed by model, data and settings
-    compare.py  paired statistics: bootstrap intervals, McNemar, flips, label shift (pure)
+    compare.py  paired statistics on the same examples, assembled from (all pure):
+      deltas.py   metric deltas with paired bootstrap intervals
+      mcnemar.py  the exact McNemar test (mid-p)
+      flips.py    flips and predicted-label shift
     checks.py   thresholds -> checks -> verdict (pure)
     report.py   report.json / report.md / terminal; html.py the report.html page
 """

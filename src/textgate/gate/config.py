@@ -12,11 +12,13 @@
     regex = '\\b(omg|lol)\\b'
 
     [baseline]
-    spec = "model.toml"                   # a ModelSpec file ...
+    spec = "model.toml"                   # a ModelSpec file (paths in it relative to it) ...
     [candidate]
     spec = "model.toml"
-    dtype = "bfloat16"                    # ... with overrides, or ModelSpec keys inline,
-                                          # or predictions = "candidate.parquet"
+    dtype = "bfloat16"                    # ... with any ModelSpec keys on top (calibration,
+    calibration = "calibration.toml"      # lock, ...: paths relative to this file), or
+                                          # ModelSpec keys alone (model = ...), or
+                                          # predictions = "candidate.parquet"
     [thresholds]
     max_accuracy_drop = 0.02              # fractions: 0.02 = 2 accuracy points
 
@@ -26,28 +28,41 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictInt,
     field_validator,
     model_validator,
 )
 
 from textgate._internal.toml import read_toml, validate_table
 from textgate.errors import ConfigError
-from textgate.model import ModelSpec, load_model_spec
+from textgate.model import ModelSpec, load_model_spec, model_spec_from_table
 from textgate.slices import SliceSpec, slices_from_toml
 
-__all__ = ["DataConfig", "GateConfig", "GateSettings", "SideConfig", "Thresholds", "load_gate_config"]
+__all__ = [
+    "DataConfig",
+    "GateConfig",
+    "GateSettings",
+    "RENAMED_THRESHOLDS",
+    "SIDES",
+    "SideConfig",
+    "SideName",
+    "THRESHOLD_METRICS",
+    "Thresholds",
+    "load_gate_config",
+]
 
 _Fraction = Field(ge=0, le=1)
+SideName = Literal["baseline", "candidate"]
+SIDES: tuple[SideName, ...] = ("baseline", "candidate")
 
 
 class _Strict(BaseModel):
@@ -60,31 +75,29 @@ class DataConfig(_Strict):
     label_col: str = "label"
 
 
-class SideConfig(_Strict):
-    """One side of the comparison: saved predictions, or a model (ModelSpec file and/or keys)."""
+class SideConfig(BaseModel):
+    """One side of the comparison: ``predictions`` (a saved file), or a model: ``spec`` (a
+    ModelSpec file) and/or ModelSpec keys inline, which override the file's. The inline keys are
+    whatever ModelSpec has (model, dtype, calibration, lock, ...): ModelSpec itself validates
+    them (:func:`load_gate_config`), so a new ModelSpec field works here with no copy."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     predictions: str | None = None
     spec: str | None = None
-    model: str | None = None
-    revision: str | None = None
-    adapter: str | None = None
-    dtype: Literal["float32", "bfloat16"] | None = None
-    # The ModelSpec keys, as strict as ModelSpec's (truncation = "yes" is an error, not true).
-    max_length: StrictInt | None = Field(None, ge=1)
-    padding: Literal["longest", "max_length"] | None = None
-    truncation: StrictBool | None = None
-    label_map: dict[int, str] | None = None
-    override_id2label: StrictBool | None = None
-    allow_pickle: StrictBool | None = None
-    trust_remote_code: StrictBool | None = None
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The inline ModelSpec keys, as written (relative paths relative to the gate file)."""
+        return dict(self.model_extra or {})
 
     @model_validator(mode="after")
     def _one_source(self) -> SideConfig:
-        overrides = [k for k, v in self.model_dump(exclude={"predictions", "spec", "model"}).items() if v is not None]
-        if self.predictions is not None and (self.spec or self.model or overrides):
+        model_keys = [key for key in self.overrides if key in ModelSpec.model_fields]
+        if self.predictions is not None and (self.spec or model_keys):
             raise ValueError("give either 'predictions' (a saved file) or a model ('spec' and/or 'model' "
                              "with ModelSpec keys), not both")
-        if self.predictions is None and not (self.spec or self.model):
+        if self.predictions is None and not (self.spec or "model" in model_keys):
             raise ValueError("needs 'spec' (a ModelSpec file), 'model' (folder, pkg: or Hub id) or "
                              "'predictions' (a saved predictions file)")
         return self
@@ -92,32 +105,69 @@ class SideConfig(_Strict):
 
 class Thresholds(_Strict):
     """What fails the gate. Drops and rates are fractions (0.02 = 2 points); ``false`` (None)
-    turns a check off."""
+    turns a check off. THRESHOLD_METRICS names the registry metric each one limits."""
 
     max_accuracy_drop: float | None = Field(0.02, ge=0, le=1)
     max_slice_accuracy_drop: float | None = Field(0.05, ge=0, le=1)
     max_macro_f1_drop: float | None = Field(None, ge=0, le=1)
     max_recall_drop: float | None = Field(None, ge=0, le=1)
-    max_ece_increase: float | None = Field(0.02, ge=0, le=1)
+    max_ece_equal_width_increase: float | None = Field(0.02, ge=0, le=1)
     max_flip_rate: float | None = Field(None, ge=0, le=1)
     max_harmful_flip_rate: float | None = Field(None, ge=0, le=1)
     max_slice_flip_rate: float | None = Field(None, ge=0, le=1)
     max_invalid_label_rate: float | None = Field(0.0, ge=0, le=1)
     max_label_shift: float | None = Field(None, ge=0, le=1)
-    # Candidate / baseline cost per text, timed in this run (textgate.latency); the old name
-    # max_p99_latency_increase is still read.
-    max_latency_increase: float | None = Field(
-        0.25, ge=0, le=100, validation_alias=AliasChoices("max_latency_increase", "max_p99_latency_increase"))
+    # Candidate / baseline cost per text, timed in this run (textgate.latency).
+    max_latency_increase: float | None = Field(0.25, ge=0, le=100)
     require_significance: bool = False
     alpha: float = Field(0.05, gt=0, lt=0.5)
     mode: Literal["threshold", "non-inferiority"] = "threshold"
     min_slice_size: int = Field(30, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """An old key is read as its new one, with a warning naming the new one."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in RENAMED_THRESHOLDS.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"'{old}' is the old name of '{new}'; give only '{new}'")
+                warnings.warn(f"Threshold '{old}' is deprecated and will be removed: it is now '{new}' "
+                              "(same meaning); rename it in the gate file.", FutureWarning, stacklevel=2)
+                data[new] = data.pop(old)
+        return data
 
     @field_validator("*", mode="before")
     @classmethod
     def _false_turns_off(cls, value: Any, info: Any) -> Any:
         """TOML has no null: ``max_flip_rate = false`` turns that check off."""
         return None if value is False and info.field_name.startswith("max_") else value
+
+
+# The metric (an id of textgate.evaluation.registry.METRICS) each threshold limits: a key
+# ending in _drop or _increase bounds a move the wrong way (relative for latency), the others
+# the candidate's level. The gate's checks read their metric from here.
+THRESHOLD_METRICS: Mapping[str, str] = MappingProxyType({
+    "max_accuracy_drop": "accuracy",
+    "max_slice_accuracy_drop": "accuracy",
+    "max_macro_f1_drop": "macro_f1",
+    "max_recall_drop": "recall",
+    "max_ece_equal_width_increase": "ece_equal_width",
+    "max_flip_rate": "flip_rate",
+    "max_harmful_flip_rate": "harmful_flip_rate",
+    "max_slice_flip_rate": "flip_rate",
+    "max_invalid_label_rate": "invalid_label_rate",
+    "max_label_shift": "label_shift",
+    "max_latency_increase": "latency_per_text_ms",
+})
+# Old threshold key -> its key now; the old one is still read, with a FutureWarning.
+RENAMED_THRESHOLDS: Mapping[str, str] = MappingProxyType({
+    "max_ece_increase": "max_ece_equal_width_increase",  # the metric's id is ece_equal_width
+    "max_p99_latency_increase": "max_latency_increase",  # it was never a p99: cost per text
+})
 
 
 class GateSettings(_Strict):
@@ -139,26 +189,19 @@ class GateConfig(_Strict):
     settings: GateSettings = GateSettings()
     path: Path = Path("gate.toml")
     slices: tuple[SliceSpec, ...] = ()
+    # Each model side's ModelSpec, built by load_gate_config (not a key of the file).
+    model_specs: dict[SideName, ModelSpec] = {}
 
     def resolve(self, relative: str) -> Path:
         """A path from the file, relative to the file's folder."""
         return (self.path.parent / relative) if not Path(relative).is_absolute() else Path(relative)
 
-    def model_spec(self, side: Literal["baseline", "candidate"]) -> ModelSpec:
-        """The side's ModelSpec: its spec file (if any) with the inline keys on top."""
-        config: SideConfig = getattr(self, side)
-        base: dict[str, Any] = {}
-        if config.spec is not None:
-            spec_path = self.resolve(config.spec)
-            if not spec_path.is_file():
-                raise ConfigError(f"Field '{side}.spec' in {self.path}: ModelSpec file {spec_path} does not "
-                                  "exist.", field=f"{side}.spec", path=self.path)
-            base = load_model_spec(spec_path).model_dump()
-        inline = config.model_dump(exclude={"predictions", "spec"}, exclude_none=True)
-        for key in ("model", "adapter"):
-            if key in inline and (self.path.parent / inline[key]).exists():
-                inline[key] = str((self.path.parent / inline[key]).resolve())
-        return validate_table(ModelSpec, {**base, **inline}, origin=self.path, prefix=side)
+    def model_spec(self, side: SideName) -> ModelSpec:
+        """The side's ModelSpec (resolved once by :func:`load_gate_config`)."""
+        if side not in self.model_specs:
+            raise ConfigError(f"Field '{side}' in {self.path}: this side is a predictions file, not a model.",
+                              field=side, path=self.path)
+        return self.model_specs[side]
 
     def settings_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), **self.thresholds.model_dump(), **self.settings.model_dump()}
@@ -176,8 +219,30 @@ def load_gate_config(path: Path | str) -> GateConfig:
     slices = slices_from_toml(doc, path=path)
     tables = {k: v for k, v in doc.items() if k not in ("slice", "length_buckets")}
     config = validate_table(GateConfig, {**tables, "path": path, "slices": slices}, origin=path)
+    for side in SIDES:
+        if unknown := [key for key in getattr(config, side).overrides if key not in ModelSpec.model_fields]:
+            raise ConfigError(f"Field '{side}.{unknown[0]}' in {path}: unknown key. Allowed keys: predictions, "
+                              f"spec, or the ModelSpec keys {', '.join(ModelSpec.model_fields)}.",
+                              field=f"{side}.{unknown[0]}", path=path)
+    specs = {side: _model_spec(config, side) for side in SIDES if getattr(config, side).predictions is None}
+    config = config.model_copy(update={"model_specs": specs})
     _check_files(config)
     return config
+
+
+def _model_spec(config: GateConfig, side: SideName) -> ModelSpec:
+    """The side's spec file (its paths relative to it) with the inline keys on top (theirs
+    relative to the gate file), validated by ModelSpec: a bad key names ``side.key``."""
+    table: SideConfig = getattr(config, side)
+    base = None
+    if table.spec is not None:
+        spec_path = config.resolve(table.spec)
+        if not spec_path.is_file():
+            raise ConfigError(f"Field '{side}.spec' in {config.path}: ModelSpec file {spec_path} does not "
+                              "exist.", field=f"{side}.spec", path=config.path)
+        base = load_model_spec(spec_path)
+    return model_spec_from_table(table.overrides, base=config.path.parent, origin=config.path, prefix=side,
+                                 defaults=base)
 
 
 def _check_files(config: GateConfig) -> None:
@@ -185,7 +250,7 @@ def _check_files(config: GateConfig) -> None:
     if not data_path.exists():
         raise ConfigError(f"Field 'data.path' in {config.path}: {data_path} does not exist.",
                           field="data.path", path=config.path)
-    for side in ("baseline", "candidate"):
+    for side in SIDES:
         saved = getattr(config, side).predictions
         if saved is not None and not config.resolve(saved).is_file():
             raise ConfigError(f"Field '{side}.predictions' in {config.path}: {config.resolve(saved)} does "

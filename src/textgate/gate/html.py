@@ -1,4 +1,4 @@
-"""Render a gate report (report.json, schema version 2; older reports render too) as one
+"""Render a gate report (report.json, schema version 3; older reports render too) as one
 self-contained HTML page (the toolkit: :mod:`textgate.report.html`, :mod:`textgate.report.svg`)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from textgate.errors import ConfigError
+from textgate.evaluation.registry import metric_info
 from textgate.hardware import hardware_line
 from textgate.report.html import (
     COLORS,
@@ -46,8 +48,6 @@ _MAX_EXAMPLE_FLIPS = 10
 # Histogram bins per side on the latency plot: fixed, so the file size does not grow with batches.
 _LATENCY_BINS = 30
 _STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2, "skip": 2}
-# Metrics that are not fractions, so their deltas are plain numbers rather than points.
-_UNITLESS_METRICS = frozenset({"nll", "brier", "log_loss", "ece", "total_variation"})  # shown as plain numbers, as in report.md
 
 
 def _side_description(side: Any) -> str:
@@ -75,17 +75,29 @@ def _banner(report: dict[str, Any]) -> str:
 
 
 def _check_kind(check: dict[str, Any]) -> str:
-    """How a check's numbers read: latency (ms, relative change), delta (points), number, or rate (%)."""
-    metric, name = str(check.get("metric") or ""), str(check.get("name") or "")
-    base, cand, value = check.get("baseline"), check.get("candidate"), check.get("value")
-    if "latency" in metric or "latency" in name:
+    """How a check's numbers read: latency (ms, relative change), delta (points), number, or rate
+    (%): from the check's value_is and its metric's unit in the registry."""
+    try:
+        unit = metric_info(str(check.get("metric") or "")).unit
+    except ConfigError:  # a metric this version does not know
+        unit = "fraction"
+    value_is = check.get("value_is") or _old_value_is(check)
+    if value_is == "ratio":
         return "latency"
-    if metric in _UNITLESS_METRICS:
+    if unit == "number":
         return "number"
+    return "delta" if value_is == "change" else "rate"
+
+
+def _old_value_is(check: dict[str, Any]) -> str:
+    """value_is of a check in a report before schema 3, which did not record it."""
+    base, cand, value = check.get("baseline"), check.get("candidate"), check.get("value")
+    if "latency" in str(check.get("metric") or "") or "latency" in str(check.get("name") or ""):
+        return "ratio"
     # Tolerance: a value written to report.json may be rounded independently of its two sides.
     if is_number(base) and is_number(cand) and is_number(value) and abs(value - (cand - base)) <= 5e-4:
-        return "delta"
-    return "rate"
+        return "change"
+    return "level"
 
 
 # Per check kind: how to show the two sides, the value, and one bound of its interval (all numbers).

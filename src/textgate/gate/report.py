@@ -9,13 +9,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+from textgate.evaluation.registry import metric_info
 from textgate.gate.run import GateRun
 from textgate.hardware import hardware_line
 from textgate.outputs import write_text_atomic
 
 __all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
 
-GATE_REPORT_SCHEMA_VERSION = 2  # 2: latency timed in the run, hardware, notes
+# 3: metric ids from textgate.evaluation.registry (ece -> ece_equal_width, total_variation ->
+# label_shift, slice_flip_rate -> flip_rate), thresholds' new keys, each check's value_is;
+# 2: latency timed in the run, hardware, notes.
+GATE_REPORT_SCHEMA_VERSION = 3
 _TEXT_LIMIT = 280  # characters of an example's text shown in reports (one tweet)
 
 
@@ -79,36 +83,48 @@ def _example_flips(run: GateRun) -> list[dict[str, Any]]:
 
 
 def _fmt(value: float | None, metric: str) -> str:
+    """A level of ``metric`` (a side's value, a rate), in the registry's unit."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if metric == "latency_per_text_ms":
+    unit = metric_info(metric).unit
+    if unit == "ms":
         return f"{value:.2f} ms"
-    if metric == "ece" or metric == "total_variation":
-        return f"{value:.4f}"
-    return f"{100 * value:.2f}%"
+    if unit == "fraction":
+        return f"{100 * value:.2f}%"
+    if unit == "texts/s":
+        return f"{value:,.1f} texts/s"
+    return f"{value:.4f}"
+
+
+def _change(value: float, metric: str, digits: int = 2, *, unit: bool = True) -> str:
+    """candidate - baseline of ``metric``: points for a fraction."""
+    if metric_info(metric).unit == "fraction":
+        return f"{100 * value:+.{digits}f}" + (" pts" if unit else "")
+    return f"{value:+.4f}"
 
 
 def _value(check: dict[str, Any]) -> str:
     value = check["value"]
     if value is None:
         return "-"
-    if check["metric"] == "latency_per_text_ms":
+    if check["value_is"] == "ratio":
         return f"{100 * value:+.1f}%"
-    if check["metric"] in ("accuracy", "macro_f1") or check["metric"].startswith("recall:"):
-        return f"{100 * value:+.2f} pts"
+    if check["value_is"] == "change":
+        return _change(value, check["metric"])
     return _fmt(value, check["metric"])
 
 
 def _interval(check: dict[str, Any]) -> str:
-    if check["ci_low"] is None:
+    low, high, metric = check["ci_low"], check["ci_high"], check["metric"]
+    if low is None:
         return "-"
-    if check["metric"] in ("accuracy", "macro_f1") or check["metric"].startswith("recall:"):
-        return f"[{100 * check['ci_low']:+.1f}, {100 * check['ci_high']:+.1f}]"
-    if check["metric"] == "ece":
-        return f"[{check['ci_low']:+.4f}, {check['ci_high']:+.4f}]"
-    if check["metric"] == "latency_per_text_ms":
-        return f"[{100 * check['ci_low']:+.1f}%, {100 * check['ci_high']:+.1f}%]"
-    return f"[{100 * check['ci_low']:.1f}%, {100 * check['ci_high']:.1f}%]"
+    if check["value_is"] == "ratio":
+        return f"[{100 * low:+.1f}%, {100 * high:+.1f}%]"
+    if check["value_is"] == "change":
+        return f"[{_change(low, metric, 1, unit=False)}, {_change(high, metric, 1, unit=False)}]"
+    if metric_info(metric).unit == "fraction":
+        return f"[{100 * low:.1f}%, {100 * high:.1f}%]"
+    return f"[{_fmt(low, metric)}, {_fmt(high, metric)}]"
 
 
 _ICON = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "skip": "➖ skip"}
@@ -146,10 +162,10 @@ def _metrics_section(report: dict[str, Any]) -> list[str]:
     out = ["<details><summary>All paired metrics</summary>", "",
            "| metric | baseline | candidate | Δ | 95% interval |", "|---|---|---|---|---|"]
     for m in report["comparison"]["metrics"]:
-        scale, unit, digits = (1, "", 4) if m["name"] == "ece" else (100, " pts", 2)
-        out.append(f"| {m['name']} | {scale * m['baseline']:.{digits}f} | {scale * m['candidate']:.{digits}f} | "
-                   f"{scale * m['delta']:+.{digits}f}{unit} | [{scale * m['ci_low']:+.{digits}f}, "
-                   f"{scale * m['ci_high']:+.{digits}f}] |")
+        name = m["name"]
+        out.append(f"| {_cell(metric_info(name).label)} | {_fmt(m['baseline'], name)} | {_fmt(m['candidate'], name)} | "
+                   f"{_change(m['delta'], name)} | [{_change(m['ci_low'], name, unit=False)}, "
+                   f"{_change(m['ci_high'], name, unit=False)}] |")
     return out + ["", "</details>", ""]
 
 

@@ -83,11 +83,16 @@ def load_model_spec(path: Path | str) -> ModelSpec:
     return model_spec_from_table(read_toml(path, what="ModelSpec file"), base=path.parent, origin=str(path))
 
 
-def model_spec_from_table(raw: dict[str, Any], *, base: Path, origin: str) -> ModelSpec:
-    """Validate a ModelSpec table read from a file in ``base`` (a spec file, a lock file);
-    relative local paths in it are made relative to ``base``."""
-    spec = _validate_spec(raw, origin=origin)
-    return spec.model_copy(update=_relative_paths(spec, base))
+def model_spec_from_table(raw: dict[str, Any], *, base: Path, origin: str | Path, prefix: str = "",
+                          defaults: ModelSpec | None = None) -> ModelSpec:
+    """Validate a ModelSpec table read from a file in ``base`` (a spec file, a lock file, a gate
+    file's side); relative local paths in it are made relative to ``base``. ``raw``'s keys
+    override those of ``defaults`` (a ModelSpec already read from its own file, paths already
+    resolved there), so only ``raw``'s own paths are resolved against ``base``. ``prefix`` is
+    the table's name in error messages ("Field 'candidate.dtype' in gate.toml: ...")."""
+    merged = {**defaults.model_dump(), **raw} if defaults is not None else raw
+    spec = validate_table(ModelSpec, merged, origin=origin, prefix=prefix)
+    return spec.model_copy(update={k: v for k, v in _relative_paths(spec, base).items() if k in raw})
 
 
 def _validate_spec(raw: dict[str, Any], *, origin: str) -> ModelSpec:
