@@ -85,7 +85,7 @@ def _static_identity() -> dict[str, Any]:
 def cpu_capability(machine: str, flags: set[str], environ: Any) -> str | None:
     """What ``torch.backends.cpu.get_cpu_capability()`` returns on x86, without importing torch
     (ATen's DispatchStub rule: ``ATEN_CPU_CAPABILITY`` if valid, else AVX512 with avx512vl/bw/dq
-    and fma, else AVX2 with avx2 and fma, else DEFAULT); None elsewhere. tests/test_hardware.py
+    and fma, else AVX2 with avx2 and fma, else DEFAULT); None elsewhere. tests/records/test_hardware.py
     checks it against torch, natively and with the ISA capped."""
     if machine not in ("x86_64", "AMD64", "i686", "i386"):
         return None

@@ -63,7 +63,7 @@ class ErrorExit:
     applies: Callable[[BaseException], bool] = lambda exc: True  # else the next class of the MRO decides
 
 
-# Every class of textgate.errors has its own row (tests/test_cli.py checks it).
+# Every class of textgate.errors has its own row (tests/cli/test_cli.py checks it).
 ERROR_EXITS: dict[type[BaseException], ErrorExit] = {
     errors.LicenseRefused: ErrorExit(EXIT_GATE_FAILED, _license_lines),  # a refused check, like a failed gate
     errors.ConfigError: ErrorExit(EXIT_USAGE, _error_line),

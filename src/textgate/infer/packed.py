@@ -11,7 +11,7 @@ done with plain torch ops so it runs on CPU.
 
 It calls the model's own modules (weights, activation, layer-norm epsilon) in the order
 ``BertForSequenceClassification`` does, so outputs equal the padded forward up to float
-rounding (probabilities within ~1e-6 on the demo classifier; tests/test_packed.py pins this).
+rounding (probabilities within ~1e-6 on the demo classifier; tests/infer/test_packed.py pins this).
 Only the plain BERT layout is supported — absolute positions, encoder only, a pooler and a
 ``classifier`` head, eval mode; :func:`supports_packed` says whether a model qualifies and the
 callers fall back to the padded forward otherwise.

@@ -70,7 +70,7 @@ HAND_Y = ["negative", "positive", "negative", "positive", "negative", "neutral",
 
 
 def test_bootstrap_statistic_on_the_identity_resample_equals_the_hand_computed_case():
-    # (calibration_metrics itself is pinned by hand-computed cases in tests/test_metrics.py.)
+    # (calibration_metrics itself is pinned by hand-computed cases in tests/evaluation/test_metrics.py.)
     # Per bin: (count, accuracy, mean confidence, |acc - conf| * count)
     #   bin 11: 2, 1/2, 0.75,   0.25 * 2 = 0.5
     #   bin 7:  2, 1,   0.5,    0.5  * 2 = 1.0
