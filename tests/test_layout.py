@@ -247,3 +247,10 @@ def test_readme_layout_names_every_package_and_module():
 
     absent = [str(p.relative_to(ROOT)) for p in rooms + packages if not covered(p)]
     assert not absent, f"README.md's layout table does not name: {absent}"
+
+
+def test_each_test_folder_is_named_after_the_room_it_pins():
+    special = {"records": "the shared modules", "internal": "textgate._internal"}
+    folders = [path.name for path in (ROOT / "tests").iterdir() if path.is_dir() and not path.name.startswith((".", "_"))]
+    unknown = [name for name in folders if name not in special and not (PACKAGE / name / "__init__.py").is_file()]
+    assert not unknown, f"tests/{unknown[0]}/ pins no package of src/textgate; name it after the package it tests"
