@@ -252,5 +252,6 @@ def test_readme_layout_names_every_package_and_module():
 def test_each_test_folder_is_named_after_the_room_it_pins():
     special = {"records": "the shared modules", "internal": "textgate._internal"}
     folders = [path.name for path in (ROOT / "tests").iterdir() if path.is_dir() and not path.name.startswith((".", "_"))]
-    unknown = [name for name in folders if name not in special and not (PACKAGE / name / "__init__.py").is_file()]
+    unknown = [name for name in folders if name not in special and not (PACKAGE / name / "__init__.py").is_file()
+               and not (PACKAGE / f"{name}.py").is_file()]
     assert not unknown, f"tests/{unknown[0]}/ pins no package of src/textgate; name it after the package it tests"
