@@ -5,7 +5,9 @@
 ``Service.classify`` checks the limits (422 naming the field), submits the texts to the
 batcher (a full queue or a closing server 503, past ``request_timeout_s`` 504, a text too long
 for the model 422), runs the guard on the probabilities, counts the results, and logs one row
-per text, hashed with the one text hash (``textgate._internal.hashing``). Under ``log_ack =
+per text, hashed with the one text hash (``textgate._internal.hashing``): the model's
+probabilities, tokens and truncation, the guard's verdict, and, when a shadow ran in time, the
+shadow's label, probabilities, tokens and fingerprint. Under ``log_ack =
 "committed"`` it answers only once those rows are committed; rows that cannot be by the
 request's deadline (database locked past ``log_retry_s``, queue full, store error) make it a
 503 with Retry-After, never a 200 the log does not hold. ``Service.model_info`` shows file
