@@ -228,7 +228,8 @@ def test_export_filters_by_time_and_model(log_url: str, tmp_path: Path, capsys):
     out = tmp_path / "w.parquet"
     code, _, err = run(capsys, "log", "export", log_url, "--out", str(out))
     assert code == EXIT_USAGE
-    assert f"mixes 2 model fingerprints: {PRIMARY} (6 rows, tiny), {OTHER} (4 rows, tiny)" in err
+    assert "The rows in the whole log of " in err
+    assert f"mix 2 model fingerprints: {PRIMARY} (6 rows, tiny), {OTHER} (4 rows, tiny)" in err
     assert "--model FINGERPRINT" in err
     assert run(capsys, "log", "export", log_url, "--out", str(out), "--model", OTHER[:12])[0] == EXIT_OK
     assert len(load_predictions(out)) == 4
@@ -238,9 +239,9 @@ def test_export_filters_by_time_and_model(log_url: str, tmp_path: Path, capsys):
     assert code == EXIT_OK
     assert list(load_predictions(out).text_sha256) == [text_hash(f"text number {i}", KEY) for i in range(2, 6)]
     code, _, err = run(capsys, "log", "export", log_url, "--out", str(out), "--model", "sha256:dddddddd")
-    assert code == EXIT_USAGE and "names no model of the window" in err and "(6 rows, tiny)" in err
+    assert code == EXIT_USAGE and "names no model of the rows in the whole log" in err and "(6 rows, tiny)" in err
     code, _, err = run(capsys, "log", "export", log_url, "--out", str(out), "--since", "2027-01-01")
-    assert code == EXIT_USAGE and "no served predictions served from 2027-01-01T00:00:00.000000Z" in err
+    assert code == EXIT_USAGE and "has no rows served from 2027-01-01T00:00:00.000000Z; " in err
     assert "it holds 10 rows served from 2026-01-01T00:00:00.000000Z" in err
     code, _, err = run(capsys, "log", "export", log_url, "--out", str(out), "--since", "yesterday")
     assert code == EXIT_USAGE and "'--since' must be an ISO 8601 time" in err

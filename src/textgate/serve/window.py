@@ -124,16 +124,16 @@ def read_window(url: str, *, since: float | None = None, until: float | None = N
         shown, version = store.shown, store.schema_version
     bounds = _bounds_phrase(since, until)
     if not records:
-        held = (f"it holds {total:,} rows served from {format_time(first)} to {format_time(last)}" if total
+        held = (f"it holds {_rows(total)} served from {format_time(first)} to {format_time(last)}" if total
                 else "it holds no rows yet")
-        raise DataError(f"The prediction log {shown} has no served predictions {bounds}; {held}. "
+        raise DataError(f"The prediction log {shown} has no rows {bounds}; {held}. "
                         "Widen --since/--until.", field="window")
     role: Role = "shadow" if shadow else "primary"
     if shadow:
         ran = [r for r in records if r.shadow_label is not None]
         if not ran:
-            raise DataError(f"The prediction log {shown} has no shadow predictions {bounds} ({len(records):,} "
-                            "rows, none with a shadow label); a shadow runs only when the server starts with "
+            raise DataError(f"The prediction log {shown} has no shadow predictions among its {_rows(len(records))} "
+                            f"{bounds}; a shadow runs only when the server starts with "
                             "--shadow CANDIDATE.toml.", field="shadow")
         left_out = Counter("logged before schema 2 (no shadow fingerprint)" for r in ran
                            if r.shadow_fingerprint is None)
@@ -152,7 +152,7 @@ def read_window(url: str, *, since: float | None = None, until: float | None = N
         left_out["no probabilities (guard rule non_finite, or the shadow failed)" if role == "primary"
                  else "no probabilities (not finite)"] += missing
     if not kept:
-        raise DataError(f"None of the {len(chosen):,} rows of model {fingerprint} {bounds} in {shown} has "
+        raise DataError(f"None of the {_rows(len(chosen))} of model {fingerprint} {bounds} in {shown} has "
                         "probabilities (all were rejected as non_finite); there is nothing to export.",
                         field="window")
     return LogWindow(records=tuple(kept), role=role, fingerprint=fingerprint, model=models.get(fingerprint),
@@ -169,21 +169,26 @@ def _fingerprint_of(record: LogRecord, role: Role) -> str | None:
 
 
 def _bounds_phrase(since: float | None, until: float | None) -> str:
+    """Where the window lies, to follow "rows": "in the whole log", "served from T1 before T2"."""
     if since is None and until is None:
-        return "at all"
+        return "in the whole log"
     parts = ([f"from {format_time(since)}"] if since is not None else []) + \
         ([f"before {format_time(until)}"] if until is not None else [])
     return "served " + " ".join(parts)
 
 
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
 def _choose_model(records: Sequence[LogRecord], models: Mapping[str, LoggedModel], wanted: str | None, *,
                   role: Role, bounds: str, shown: str) -> str:
     counts = Counter(_fingerprint_of(r, role) for r in records)
-    held = ", ".join(f"{fp} ({n:,} rows{_name(models, fp)})" for fp, n in counts.most_common())
+    held = ", ".join(f"{fp} ({_rows(n)}{_name(models, fp)})" for fp, n in counts.most_common())
     what = "shadow model" if role == "shadow" else "model"
     if wanted is None:
         if len(counts) > 1:
-            raise DataError(f"The window {bounds} of {shown} mixes {len(counts)} {what} fingerprints: {held}. "
+            raise DataError(f"The rows {bounds} of {shown} mix {len(counts)} {what} fingerprints: {held}. "
                             "Choose one with --model FINGERPRINT, or narrow --since/--until.", field="model")
         return str(next(iter(counts)))
     matches = [fp for fp in counts if fp == wanted] or \
@@ -194,8 +199,8 @@ def _choose_model(records: Sequence[LogRecord], models: Mapping[str, LoggedModel
         raise DataError(f"--model {wanted!r} is the start of {len(matches)} {what} fingerprints in the window: "
                         f"{', '.join(map(str, matches))}; give more of it.", field="model")
     short = f" (a prefix needs at least {MIN_PREFIX} characters)" if len(wanted) < MIN_PREFIX else ""
-    raise DataError(f"--model {wanted!r} names no {what} of the window {bounds} of {shown}{short}; "
-                    f"the window holds {held}.", field="model")
+    raise DataError(f"--model {wanted!r} names no {what} of the rows {bounds} of {shown}{short}; "
+                    f"they hold {held}.", field="model")
 
 
 def _name(models: Mapping[str, LoggedModel], fingerprint: str | None) -> str:
@@ -239,7 +244,7 @@ def window_predictions(window: LogWindow) -> Predictions:
         truncated=None if any(t is None for t in truncated) else np.asarray(truncated, dtype=bool),
         settings=settings,
         model_fingerprint=window.fingerprint,
-        data_fingerprint=texts_fingerprint(texts) if all(t is not None for t in texts) else "",  # type: ignore[arg-type]
+        data_fingerprint=texts_fingerprint([t for t in texts if t is not None]) if None not in texts else "",
         text_sha256=np.array([r.text_sha256 for r in window.records], dtype=object),
         text_hash={"algorithm": TEXT_HASH_ALGORITHM, "keyed": True},
     )
