@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,45 @@ def demo_classifier(demo_spec_path):
 def demo_gate_cache(tmp_path_factory) -> Path:
     """One prediction cache for every demo gate in a test run: each model side runs once."""
     return tmp_path_factory.mktemp("demo-gate-cache")
+
+
+# --- the prediction log on each backend (tests/test_store.py, tests/test_log.py) ---------------
+
+POSTGRES_URL = os.environ.get("TEXTGATE_TEST_POSTGRES_URL")
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not POSTGRES_URL,
+            reason="TEXTGATE_TEST_POSTGRES_URL is not set "
+            "(export it from `scripts/start_postgres.sh` to run the PostgreSQL store tests)",
+        ),
+    ),
+]
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL for an empty prediction log on each backend: a SQLite file, and a PostgreSQL schema
+    of its own (dropped afterwards), so runs and parallel sessions never see each other's rows."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'log' / 'predictions.db'}"
+        return
+    assert POSTGRES_URL
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    sa = pytest.importorskip("sqlalchemy")
+    admin = sa.create_engine(sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _with_search_path(POSTGRES_URL, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -8,11 +8,16 @@ A Predictions file is a Parquet table, one row per input example in input order:
                                           (absent for label-only predictions of other systems)
     tokens         int32                  tokens the model saw (after truncation; optional)
     truncated      bool                   whether truncation cut the text (optional)
+    text_sha256    string                 the example's text hash, ``text_hash(text, key)``
+                                          (optional; a prediction-log export always has it)
 
 and one schema-metadata key, ``textgate``, holding JSON with ``schema_version``,
 ``label_names``, ``settings``, ``model_fingerprint``, ``data_fingerprint``,
-``batch_seconds`` and ``batch_sizes``. Files written by older textgate versions keep
-loading: readers check ``schema_version`` and refuse only newer, unknown versions.
+``batch_seconds`` and ``batch_sizes`` (and ``text_hash``, how the hashes were made, when the
+file has them). Files written by older textgate versions keep loading: readers check
+``schema_version`` and refuse only newer, unknown versions.
+
+Schema versions: 1 the first; 2 adds the optional ``text_sha256`` column (and ``text_hash``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ __all__ = [
     "texts_fingerprint",
 ]
 
-PREDICTIONS_SCHEMA_VERSION = 1
+# 2: the optional per-row text_sha256 column (1: without it); files of either version load.
+PREDICTIONS_SCHEMA_VERSION = 2
 _METADATA_KEY = b"textgate"
 
 
@@ -52,6 +58,9 @@ class Predictions:
     ``probabilities`` is ``None`` when the predictions came from a system that gave only labels.
     ``batch_seconds[i]`` is the wall time of batch ``i`` (tokenization + forward), holding
     ``batch_sizes[i]`` examples; both are empty for predictions not made by textgate.
+    ``text_sha256``: each example's text hash (``textgate._internal.hashing.text_hash``), the key
+    that joins these rows to the prediction log and to audits made with the same key;
+    ``text_hash`` says how they were made (``text_hash_settings``: algorithm, keyed).
     """
 
     label_names: tuple[str, ...]
@@ -64,6 +73,8 @@ class Predictions:
     settings: dict[str, Any] = field(default_factory=dict)
     model_fingerprint: str = ""
     data_fingerprint: str = ""
+    text_sha256: np.ndarray | None = None  # (N,) object array of 64-hex-digit text hashes
+    text_hash: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.predicted)
@@ -109,6 +120,11 @@ def save_predictions(predictions: Predictions, path: Path | str) -> Path:
         columns["tokens"] = pa.array(np.asarray(predictions.token_counts, dtype=np.int32))
     if predictions.truncated is not None:
         columns["truncated"] = pa.array(np.asarray(predictions.truncated, dtype=bool))
+    if predictions.text_sha256 is not None:
+        if len(predictions.text_sha256) != len(predictions):
+            raise DataError(f"Predictions hold {len(predictions)} rows but {len(predictions.text_sha256)} "
+                            "text hashes; give one text_sha256 per row.", field="text_sha256")
+        columns["text_sha256"] = pa.array([str(h) for h in predictions.text_sha256], type=pa.string())
     metadata = {
         "schema_version": PREDICTIONS_SCHEMA_VERSION,
         "label_names": list(predictions.label_names),
@@ -118,6 +134,8 @@ def save_predictions(predictions: Predictions, path: Path | str) -> Path:
         "batch_seconds": [float(s) for s in predictions.batch_seconds],
         "batch_sizes": [int(s) for s in predictions.batch_sizes],
     }
+    if predictions.text_sha256 is not None:
+        metadata["text_hash"] = dict(predictions.text_hash)
     table = pa.table(columns).replace_schema_metadata({_METADATA_KEY: json.dumps(metadata).encode()})
     with atomic_path(path) as partial:
         pq.write_table(table, partial)
@@ -175,6 +193,9 @@ def load_predictions(path: Path | str) -> Predictions:
         token_counts = table.column("tokens").to_numpy().astype(np.int64)[order]
     if "truncated" in table.column_names:
         truncated = table.column("truncated").to_numpy(zero_copy_only=False).astype(bool)[order]
+    text_sha256 = None
+    if "text_sha256" in table.column_names:
+        text_sha256 = np.array(table.column("text_sha256").to_pylist(), dtype=object)[order]
     return Predictions(
         label_names=label_names,
         token_counts=token_counts,
@@ -186,6 +207,8 @@ def load_predictions(path: Path | str) -> Predictions:
         settings=meta.get("settings", {}),
         model_fingerprint=meta.get("model_fingerprint", ""),
         data_fingerprint=meta.get("data_fingerprint", ""),
+        text_sha256=text_sha256,
+        text_hash=meta.get("text_hash", {}),
     )
 
 

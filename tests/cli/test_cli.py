@@ -349,6 +349,24 @@ def test_every_reporting_command_takes_the_same_format_option():
         assert (option.name, tuple(option.type.choices), option.default) == ("output_format", OUTPUT_FORMATS, "human")
 
 
+def _small_log(folder) -> str:
+    """A prediction log of three served texts (made once per folder)."""
+    from textgate._internal.hashing import text_hash
+    from textgate.serve.store import LoggedModel, LogRecord, open_store
+
+    url = f"sqlite:///{folder / 'log.db'}"
+    if (folder / "log.db").exists():
+        return url
+    with open_store(url) as store:
+        store.register_model(LoggedModel("fp", LABELS, "tiny"), now=0.0)
+        store.write_many([LogRecord(time=float(i), request_id=f"r{i}", item=0, model_fingerprint="fp",
+                                    model_label=LABELS[i], label=LABELS[i], score=0.5,
+                                    scores={name: 0.5 if name == LABELS[i] else 0.25 for name in LABELS},
+                                    status="ok", reasons=(), text_sha256=text_hash(str(i), b"k" * 16), text=None)
+                          for i in range(3)])
+    return url
+
+
 def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, tiny_model_dir, data_file, tmp_path):
     """Each reporting command on the tiny model, its JSON parsed from stdout; a new command
     must be added here (the last assert)."""
@@ -370,6 +388,8 @@ def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, t
         "lock": ["lock", model, "--out", lock, "--no-progress"],
         "verify": ["verify", lock, "--no-progress"],
         "pull": ["pull", model, "--to", str(tmp_path / "pulled"), "--no-progress"],
+        "log export": ["log", "export", _small_log(tmp_path), "--out", str(tmp_path / "window.parquet")],
+        "log sample": ["log", "sample", _small_log(tmp_path), "--n", "2", "--out-dir", str(tmp_path / "batch")],
     }
     kinds = {}
     for name, argv in runs.items():
@@ -380,5 +400,6 @@ def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, t
         kinds[name] = report["kind"]
     assert kinds == {"predict": "textgate.predict", "eval": "textgate.eval", "calibrate": "textgate.calibration",
                      "gate": "textgate.gate", "audit find": "textgate.audit", "audit apply": "textgate.audit_apply",
-                     "lock": "textgate.lock", "verify": "textgate.verify", "pull": "textgate.pull"}
+                     "lock": "textgate.lock", "verify": "textgate.verify", "pull": "textgate.pull",
+                     "log export": "textgate.log_export", "log sample": "textgate.log_sample"}
     assert set(runs) == set(_commands()) - NOT_REPORTING

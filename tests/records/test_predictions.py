@@ -64,6 +64,41 @@ def test_rows_are_restored_to_input_order(tmp_path):
     assert list(load_predictions(path).predicted) == list(make_predictions().predicted)
 
 
+def test_text_hashes_round_trip_in_row_order(tmp_path):
+    from dataclasses import replace
+
+    from textgate._internal.hashing import text_hash, text_hash_settings
+
+    key = b"k" * 32
+    hashes = np.array([text_hash(t, key) for t in "abcde"], dtype=object)
+    original = replace(make_predictions(), text_sha256=hashes, text_hash=text_hash_settings(key))
+    path = save_predictions(original, tmp_path / "p.parquet")
+    table = pq.read_table(path)
+    assert table.column("text_sha256").type == pa.string()
+    pq.write_table(table.take(pa.array([4, 2, 0, 1, 3])), path)  # rows are put back in order
+    loaded = load_predictions(path)
+    assert list(loaded.text_sha256) == list(hashes)
+    assert loaded.text_hash == {"algorithm": "hmac-sha256", "keyed": True}
+    assert json.loads(table.schema.metadata[b"textgate"])["schema_version"] == 2
+    with pytest.raises(DataError, match="5 rows but 2 text hashes"):
+        save_predictions(replace(original, text_sha256=hashes[:2]), tmp_path / "q.parquet")
+
+
+def set_schema_version(path, version: int) -> None:
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"textgate"])
+    meta["schema_version"] = version
+    pq.write_table(table.replace_schema_metadata({b"textgate": json.dumps(meta).encode()}), path)
+
+
+def test_a_schema_1_file_without_hashes_still_loads(tmp_path):
+    path = save_predictions(make_predictions(), tmp_path / "p.parquet")
+    set_schema_version(path, 1)
+    loaded = load_predictions(path)
+    assert loaded.text_sha256 is None and loaded.text_hash == {}
+    assert list(loaded.predicted) == list(make_predictions().predicted)
+
+
 def test_probabilities_that_are_not_distributions_are_not_saved(tmp_path):
     from dataclasses import replace
 
@@ -110,9 +145,6 @@ def test_foreign_parquet_points_to_the_prediction_column_format(tmp_path):
 
 def test_newer_schema_is_refused(tmp_path):
     path = save_predictions(make_predictions(), tmp_path / "p.parquet")
-    table = pq.read_table(path)
-    meta = json.loads(table.schema.metadata[b"textgate"])
-    meta["schema_version"] = 99
-    pq.write_table(table.replace_schema_metadata({b"textgate": json.dumps(meta).encode()}), path)
+    set_schema_version(path, 99)
     with pytest.raises(DataError, match="schema_version 99, newer than this textgate reads"):
         load_predictions(path)

@@ -357,6 +357,11 @@ def test_prediction_log_rows_hold_the_hash_not_the_text(client, main_server):
     with sqlite3.connect(main_server.folder / "log.db") as db:  # committed: visible to another reader
         rows = db.execute("SELECT item, text_sha256, text, status, model_label, label, reasons, model_fingerprint "
                           "FROM predictions WHERE request_id = 'log-check' ORDER BY item").fetchall()
+        extra = db.execute("SELECT tokens, truncated, shadow_label, shadow_scores, descriptors FROM predictions "
+                           "WHERE request_id = 'log-check' ORDER BY item").fetchall()
+        version = db.execute("SELECT value FROM log_meta WHERE key = 'schema_version'").fetchone()
+    assert version == ("2",)
+    assert all(tokens > 0 and truncated == 0 and rest == [None, None, None] for tokens, truncated, *rest in extra)
     assert [r[0] for r in rows] == [0, 1]
     key_file = main_server.folder / "log.db.hashkey"  # created beside the log, for the owner alone
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -395,9 +400,20 @@ def test_shadow_metrics_and_log(servers):
     model = httpx.get(f"{server.url}/v1/model").json()
     assert model["shadow"]["fingerprint"] != model["fingerprint"]  # max_length is in the fingerprint
     with sqlite3.connect(server.folder / "log.db") as db:
-        shadow_labels = db.execute("SELECT shadow_label FROM predictions WHERE request_id = ?",
-                                   (body["request_id"],)).fetchall()
-    assert len(shadow_labels) == 2 and all(label in LABELS for (label,) in shadow_labels)
+        rows = db.execute("SELECT shadow_label, shadow_fingerprint, shadow_scores, shadow_tokens, shadow_truncated, "
+                          "tokens FROM predictions WHERE request_id = ? ORDER BY item",
+                          (body["request_id"],)).fetchall()
+        models = dict(db.execute("SELECT fingerprint, label_names FROM log_models").fetchall())
+    assert len(rows) == 2 and all(label in LABELS for label, *_ in rows)
+    for label, fingerprint, scores, shadow_tokens, shadow_truncated, tokens in rows:
+        assert fingerprint == model["shadow"]["fingerprint"]  # the shadow's own outputs, kept per item
+        probabilities = json.loads(scores)
+        assert set(probabilities) == set(LABELS) and math.isclose(sum(probabilities.values()), 1, rel_tol=1e-5)
+        assert max(probabilities, key=probabilities.get) == label
+        assert shadow_tokens <= 16 and shadow_tokens <= tokens
+    assert rows[0][4] == 1 and rows[1][4] == 0  # max_length 16 cut only the long text
+    assert {fp: tuple(json.loads(names)) for fp, names in models.items()} == {
+        model["fingerprint"]: LABELS, model["shadow"]["fingerprint"]: LABELS}
 
 
 def test_full_queue_answers_503_with_retry_after(servers):

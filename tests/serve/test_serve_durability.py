@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_serve import Server
-from test_store import HeldLock, log_url, wait_for  # noqa: F401  (log_url: an empty log on each backend)
+from test_store import HeldLock, wait_for
 
 from textgate.serve.store import open_store
 

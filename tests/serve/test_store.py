@@ -1,14 +1,10 @@
 """The prediction log (``textgate.serve.store``, ``.databases``, ``.writer``) on SQLite always,
 and on PostgreSQL when ``TEXTGATE_TEST_POSTGRES_URL`` is set (``scripts/start_postgres.sh``
-starts one; CI does).
-
-Each PostgreSQL test works in a fresh schema of its own (dropped afterwards), so runs and
-parallel sessions never see each other's rows."""
+starts one; CI does): the ``log_url`` fixture of conftest.py."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sqlite3
 import stat
@@ -16,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
@@ -32,44 +27,6 @@ from textgate.serve.store import LogRecord, PredictionStore, log_hash_key, open_
 from textgate.serve.writer import LogWriter
 
 KEY = b"k" * 32
-
-POSTGRES_URL = os.environ.get("TEXTGATE_TEST_POSTGRES_URL")
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not POSTGRES_URL,
-            reason="TEXTGATE_TEST_POSTGRES_URL is not set "
-            "(export it from `scripts/start_postgres.sh` to run the PostgreSQL store tests)",
-        ),
-    ),
-]
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    joiner = "&" if "?" in url else "?"
-    return f"{url}{joiner}options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture(params=BACKENDS)
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL for an empty prediction log on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'log' / 'predictions.db'}"
-        return
-    assert POSTGRES_URL
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield _with_search_path(POSTGRES_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
 
 class HeldLock:
     """Another connection holding the log's write lock: ``BEGIN EXCLUSIVE`` on SQLite,

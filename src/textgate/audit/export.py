@@ -30,6 +30,7 @@ __all__ = [
     "argilla_record",
     "audit_summary",
     "render_review_html",
+    "spreadsheet_safe",
     "write_audit_outputs",
 ]
 
@@ -115,7 +116,7 @@ def write_audit_outputs(result: AuditResult, texts: Sequence[str], out_dir: Path
         writer = csv.DictWriter(handle, fieldnames=ISSUE_COLUMNS)
         writer.writeheader()
         for record in records:
-            writer.writerow({**record, "text": _spreadsheet_safe(record["text"]), "accept": "", "corrected_label": ""})
+            writer.writerow({**record, "text": spreadsheet_safe(record["text"]), "accept": "", "corrected_label": ""})
     _write_jsonl(paths[1], records)
     write_text_atomic(paths[2], json.dumps(summary, indent=2, allow_nan=False) + "\n")
     write_text_atomic(paths[3], render_review_html(summary, records))
@@ -130,7 +131,9 @@ def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
             handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
 
 
-def _spreadsheet_safe(text: str) -> str:
+def spreadsheet_safe(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would run it as a formula (``= + - @``,
+    tab or CR first); any other text unchanged."""
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 

@@ -18,6 +18,7 @@ from textgate.cli.errors import error_exit
 from textgate.cli.evaluate import eval_command, predict
 from textgate.cli.gate import gate
 from textgate.cli.lock import lock_command, pull, verify
+from textgate.cli.log import log_group
 from textgate.cli.serve import serve
 
 __all__ = ["cli", "main"]
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull):
+for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull, log_group):
     cli.add_command(_command)
 
 

@@ -3,9 +3,11 @@ prediction log. Needs the ``serve`` extra (``pip install 'textgate[serve]'``); n
 imported until an attribute is used. Start at ``app.py`` (the app and its routes); a request
 passes ``edge.py`` (request id, API key, body limits), then ``service.py`` (limits, batch, guard,
 log), with bodies from ``schemas.py``. ``batcher.py`` micro-batches onto the inference threads;
-the prediction log is ``store.py`` (the table), ``databases.py`` (SQLite and PostgreSQL
-specifics) and ``writer.py`` (the group-commit thread); ``prometheus.py`` and ``drift.py`` the
-metrics, ``config.py`` serve.toml, ``listen.py`` the socket and server.
+the prediction log is ``store.py`` (the tables, their schema migration), ``databases.py``
+(SQLite and PostgreSQL specifics) and ``writer.py`` (the group-commit thread), read back by
+``window.py`` (a window of served predictions as ``Predictions``) and ``sample.py`` (labeling
+batches); ``prometheus.py`` and ``drift.py`` the metrics, ``config.py`` serve.toml,
+``listen.py`` the socket and server.
 
     from textgate.serve import ServeConfig, create_app
     app = create_app(classifier, ServeConfig(log_url=""))

@@ -26,6 +26,7 @@ names, not the server's absolute paths.
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,13 +71,19 @@ def create_app(classifier: Classifier, config: ServeConfig, *, shadow: Classifie
     owns_store = store is None and bool(config.log_url)
     writer = hash_key = None
     if store is not None or owns_store:
-        from textgate.serve.store import log_hash_key, open_store
+        from textgate.serve.store import LoggedModel, log_hash_key, open_store
         from textgate.serve.writer import LogWriter
 
         hash_key = log_hash_key(config.log_url if owns_store else store.engine.url.render_as_string(),
                                 key=config.log_hash_key, key_file=config.log_hash_key_file)
         if owns_store:
             store = open_store(config.log_url)
+        # The label order of every model that writes rows: what `textgate log export` reads back.
+        for model in (classifier, shadow):
+            if model is not None:
+                store.register_model(LoggedModel(model.fingerprint, tuple(model.label_names),
+                                                 public_name(model.spec.model), model.source.revision),
+                                     now=time.time())
         writer = LogWriter(store, max_queue=LOG_MAX_QUEUE, max_batch=LOG_MAX_BATCH,
                            flush_interval_s=LOG_FLUSH_INTERVAL_S, retry_s=config.log_retry_s)
     window = config.drift.window

@@ -40,12 +40,22 @@ import numpy as np
 from textgate.errors import BatcherClosed, QueueFull, TextgateError
 from textgate.model import Classifier
 
-__all__ = ["Batcher", "BatcherClosed", "QueueFull", "TextsResult", "split_threads", "worker_cores"]
+__all__ = ["Batcher", "BatcherClosed", "QueueFull", "ShadowOutput", "TextsResult", "split_threads", "worker_cores"]
 
 logger = logging.getLogger(__name__)
 
 TOKENIZERS_PARALLELISM = "TOKENIZERS_PARALLELISM"
 _NOT_SAVED = object()  # close() without start(): leave the environment alone
+
+
+@dataclass(frozen=True)
+class ShadowOutput:
+    """The shadow model's output for one request's texts, in request order."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # (n, K_shadow) float32, columns in the shadow's label order
+    token_counts: np.ndarray  # (n,) tokens after truncation
+    truncated: np.ndarray  # (n,) bool
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class TextsResult:
     probabilities: np.ndarray  # (n, K) float32
     token_counts: np.ndarray  # (n,) tokens after truncation
     truncated: np.ndarray  # (n,) bool
-    shadow: asyncio.Future | None = None  # resolves to the shadow's labels, or None on error
+    shadow: asyncio.Future | None = None  # resolves to the shadow's ShadowOutput, or None on error
 
 
 @dataclass(eq=False)
@@ -340,8 +350,9 @@ class Batcher:
         try:
             shadow_texts = [text for job in ok for text in job.texts]
             with self._shadow_lock:
-                labels = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
-                                 progress=False).predicted.tolist() if shadow_texts else []
+                output = predict(self.shadow, shadow_texts, token_budget=self.token_budget,
+                                 progress=False) if shadow_texts else None
+            labels = [] if output is None else output.predicted.tolist()
         except Exception as exc:  # noqa: BLE001 - counted, never raised: the shadow must not hurt the primary
             logger.warning("shadow model failed: %s: %s", type(exc).__name__, exc)
             if self.on_shadow_error is not None:
@@ -357,7 +368,9 @@ class Batcher:
         offset = 0
         for job in jobs:
             if job.error is None:
-                loop.call_soon_threadsafe(_resolve, job.shadow, labels[offset : offset + len(job.texts)])
+                rows = slice(offset, offset + len(job.texts))
+                loop.call_soon_threadsafe(_resolve, job.shadow, None if output is None else ShadowOutput(
+                    labels[rows], output.probabilities[rows], output.token_counts[rows], output.truncated[rows]))
                 offset += len(job.texts)
             else:
                 loop.call_soon_threadsafe(_resolve, job.shadow, None)

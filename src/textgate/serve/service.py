@@ -5,7 +5,9 @@
 ``Service.classify`` checks the limits (422 naming the field), submits the texts to the
 batcher (a full queue or a closing server 503, past ``request_timeout_s`` 504, a text too long
 for the model 422), runs the guard on the probabilities, counts the results, and logs one row
-per text, hashed with the one text hash (``textgate._internal.hashing``). Under ``log_ack =
+per text, hashed with the one text hash (``textgate._internal.hashing``): the model's
+probabilities, tokens and truncation, the guard's verdict, and, when a shadow ran in time, the
+shadow's label, probabilities, tokens and fingerprint. Under ``log_ack =
 "committed"`` it answers only once those rows are committed; rows that cannot be by the
 request's deadline (database locked past ``log_retry_s``, queue full, store error) make it a
 503 with Retry-After, never a 200 the log does not hold. ``Service.model_info`` shows file
@@ -28,7 +30,7 @@ from textgate.errors import DataError, LogQueueFull
 from textgate.guard import Guard, GuardedPrediction
 from textgate.model import Classifier
 from textgate.predictions import Predictions
-from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull
+from textgate.serve.batcher import Batcher, BatcherClosed, QueueFull, ShadowOutput
 from textgate.serve.config import ServeConfig
 from textgate.serve.prometheus import ServeMetrics
 from textgate.serve.schemas import ClassifyRequest
@@ -88,7 +90,7 @@ class Service:
         self.metrics.observe_results([g.label for g in guarded],
                                      [g.score for g in guarded if g.score is not None],
                                      int(np.sum(output.truncated)), Guard.counts(guarded))
-        logged = await self._log(texts, guarded, output.shadow, request_id, deadline)
+        logged = await self._log(texts, guarded, output, request_id, deadline)
         return {
             "request_id": request_id,
             "model": self.model_ref,
@@ -112,26 +114,27 @@ class Service:
                 raise HTTPException(422, f"Field '{where}' is not valid Unicode (it holds a lone surrogate "
                                          "escape such as \\ud800).") from None
 
-    async def _log(self, texts: list[str], guarded: list[GuardedPrediction], shadow_future: Any,
+    async def _log(self, texts: list[str], guarded: list[GuardedPrediction], output: Any,
                    request_id: str, deadline: float) -> str:
         if self.writer is None:
             return "disabled"
         from textgate.serve.store import LogRecord
 
-        shadow_labels = None
-        if shadow_future is not None:
+        shadow = None
+        if output.shadow is not None:
             try:
-                shadow_labels = await asyncio.wait_for(asyncio.shield(shadow_future),
-                                                       timeout=max(0.0, deadline - time.monotonic()))
+                shadow = await asyncio.wait_for(asyncio.shield(output.shadow),
+                                                timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                shadow_labels = None
+                shadow = None
         now = time.time()
         records = [
             LogRecord(time=now, request_id=request_id, item=g.index, model_fingerprint=self.classifier.fingerprint,
                       model_label=g.model_label, label=g.label, score=g.score, scores=g.scores, status=g.status,
                       reasons=tuple(g.reasons), text_sha256=text_hash(text, self.hash_key),
                       text=text if self.config.log_text else None,
-                      shadow_label=None if shadow_labels is None else shadow_labels[g.index])
+                      tokens=int(output.token_counts[g.index]), truncated=bool(output.truncated[g.index]),
+                      **self._shadow_fields(shadow, g.index))
             for g, text in zip(guarded, texts, strict=True)
         ]
         future = self.writer.submit(records)
@@ -147,6 +150,18 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - the store failed; counted in log_failed_total, logged by the writer
             raise _not_logged(f"could not be written ({type(exc).__name__}; see the server log)") from None
         return "committed"
+
+    def _shadow_fields(self, shadow: ShadowOutput | None, index: int) -> dict[str, Any]:
+        """The shadow's columns of one log row: its label, probabilities (None when not finite),
+        tokens and fingerprint; nothing when it did not run or failed."""
+        if shadow is None or self.shadow is None:
+            return {}
+        row = shadow.probabilities[index]
+        finite = bool(np.all(np.isfinite(row)))
+        return {"shadow_label": shadow.labels[index], "shadow_fingerprint": self.shadow.fingerprint,
+                "shadow_scores": {name: float(p) for name, p in zip(self.shadow.label_names, row, strict=True)}
+                if finite else None,
+                "shadow_tokens": int(shadow.token_counts[index]), "shadow_truncated": bool(shadow.truncated[index])}
 
     def model_info(self, reference: dict[str, float] | None) -> dict[str, Any]:
         config = self.config
