@@ -17,6 +17,7 @@ from textgate.cli.common import (
     EXIT_USAGE,
     say,
 )
+from textgate.cli.drift import drift
 from textgate.cli.evaluate import eval_command, predict
 from textgate.cli.gate import gate
 from textgate.cli.lock import lock_command, pull, verify
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull):
+for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull, drift):
     cli.add_command(_command)
 
 
