@@ -24,7 +24,7 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# Every measured target (about 20 minutes on 2 cores); each script rewrites its BENCHMARKS.md section.
+# Every measured target (about 35 minutes on 2 cores); each script rewrites its BENCHMARKS.md section.
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py --write
 	$(BIN)/python benchmarks/gate_calibration.py --write
@@ -33,6 +33,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/calibration.py --write
 	$(BIN)/python benchmarks/audit_quality.py --write
 	$(BIN)/python benchmarks/latency_check.py --write
+	$(BIN)/python benchmarks/drift_calibration.py --write
 
 # Re-pin every dependency. torch is pinned to the release whose CPU build this machine has;
 # the resolver writes its local "+cpu" tag, which exists only on this disk, so it is dropped.

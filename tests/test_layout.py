@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("textgate.model",)),
     ("infer", ("textgate.infer",)),
     ("evaluation", ("textgate.evaluation",)),
-    ("capabilities", ("textgate.gate", "textgate.calibrate", "textgate.audit", "textgate.lock", "textgate.guard")),
+    ("capabilities", ("textgate.gate", "textgate.calibrate", "textgate.audit", "textgate.lock", "textgate.guard",
+                      "textgate.drift")),
     ("serve", ("textgate.serve",)),
     ("adapters", ("textgate.cli", "textgate")),
 )

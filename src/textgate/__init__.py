@@ -25,6 +25,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "DriftConfig",
+    "DriftReport",
+    "DriftThresholds",
+    "DriftWindow",
     "EvalReport",
     "GateConfig",
     "GateResult",
@@ -51,8 +55,10 @@ __all__ = [
     "check_gate",
     "compare_predictions",
     "create_app",
+    "detect_drift",
     "evaluate",
     "load_classifier",
+    "load_drift_config",
     "load_gate_config",
     "load_model_spec",
     "load_predictions",
@@ -97,6 +103,12 @@ _HOME = {
     "check_gate": "textgate.gate",
     "load_gate_config": "textgate.gate",
     "run_gate": "textgate.gate",
+    "DriftConfig": "textgate.drift",
+    "DriftReport": "textgate.drift",
+    "DriftThresholds": "textgate.drift",
+    "DriftWindow": "textgate.drift",
+    "detect_drift": "textgate.drift",
+    "load_drift_config": "textgate.drift",
     "CalibrationResult": "textgate.calibrate",
     "calibrate_temperature": "textgate.calibrate",
     "AuditResult": "textgate.audit",
@@ -115,6 +127,14 @@ if TYPE_CHECKING:
     from textgate.audit import AuditResult, audit_labels
     from textgate.calibrate import CalibrationResult, calibrate_temperature
     from textgate.data import Dataset, read_dataset
+    from textgate.drift import (
+        DriftConfig,
+        DriftReport,
+        DriftThresholds,
+        DriftWindow,
+        detect_drift,
+        load_drift_config,
+    )
     from textgate.errors import (
         BatcherClosed,
         ConfigError,

@@ -390,6 +390,7 @@ def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, t
         "pull": ["pull", model, "--to", str(tmp_path / "pulled"), "--no-progress"],
         "log export": ["log", "export", _small_log(tmp_path), "--out", str(tmp_path / "window.parquet")],
         "log sample": ["log", "sample", _small_log(tmp_path), "--n", "2", "--out-dir", str(tmp_path / "batch")],
+        "drift": ["drift", preds, preds],
     }
     kinds = {}
     for name, argv in runs.items():
@@ -401,5 +402,6 @@ def test_format_json_prints_one_json_object_on_every_reporting_command(capsys, t
     assert kinds == {"predict": "textgate.predict", "eval": "textgate.eval", "calibrate": "textgate.calibration",
                      "gate": "textgate.gate", "audit find": "textgate.audit", "audit apply": "textgate.audit_apply",
                      "lock": "textgate.lock", "verify": "textgate.verify", "pull": "textgate.pull",
-                     "log export": "textgate.log_export", "log sample": "textgate.log_sample"}
+                     "log export": "textgate.log_export", "log sample": "textgate.log_sample",
+                     "drift": "textgate.drift"}
     assert set(runs) == set(_commands()) - NOT_REPORTING

@@ -14,6 +14,7 @@ from textgate.cli.common import (
     EXIT_USAGE,
     say,
 )
+from textgate.cli.drift import drift
 from textgate.cli.errors import error_exit
 from textgate.cli.evaluate import eval_command, predict
 from textgate.cli.gate import gate
@@ -33,7 +34,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull, log_group):
+for _command in (predict, eval_command, gate, calibrate, serve, audit, lock_command, verify, pull, log_group,
+                 drift):
     cli.add_command(_command)
 
 
