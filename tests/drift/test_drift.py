@@ -5,7 +5,6 @@ report's JSON, Markdown and HTML; the CLI's exit codes and messages."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import textwrap
 import xml.etree.ElementTree as ET
@@ -229,20 +228,6 @@ def test_distribution_test_is_ks_with_wasserstein_and_welch():
 def test_holm_adjustment():
     adjusted = drift_stats.holm_adjust([0.01, 0.04, 0.03, 0.5])
     assert adjusted.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
-
-
-def test_the_serve_gauge_functions_agree_with_the_serve_module():
-    """textgate.serve.drift's hand-written chi-squared tail can call these instead."""
-    from textgate.serve import drift as served
-
-    counts, shares = [120, 30, 50, 0], [0.5, 0.2, 0.3, 0.0]
-    assert drift_stats.population_stability_index(counts, shares) == pytest.approx(
-        served.population_stability_index(counts, shares))
-    ours, theirs = drift_stats.chi2_goodness_of_fit(counts, shares), served.chi2_goodness_of_fit(counts, shares)
-    assert ours[0] == pytest.approx(theirs[0]) and ours[1] == pytest.approx(theirs[1], abs=1e-12)
-    for x, dof in ((3.2, 2), (40.0, 3), (0.5, 1)):
-        assert drift_stats.chi2_sf(x, dof) == pytest.approx(served.chi2_sf(x, dof))
-    assert math.isnan(drift_stats.population_stability_index([0, 0], [0.5, 0.5]))
 
 
 def test_descriptors():

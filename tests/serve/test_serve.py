@@ -36,6 +36,11 @@ pytest.importorskip("uvicorn")
 from prometheus_client.parser import text_string_to_metric_families
 
 from textgate._internal.hashing import read_hash_key, text_hash
+from textgate.drift.stats import (
+    chi2_goodness_of_fit,
+    chi2_sf,
+    population_stability_index,
+)
 from textgate.errors import ConfigError
 from textgate.serve.config import (
     DriftConfig,
@@ -43,12 +48,7 @@ from textgate.serve.config import (
     load_serve_config,
     reference_shares,
 )
-from textgate.serve.drift import (
-    LabelDrift,
-    chi2_goodness_of_fit,
-    chi2_sf,
-    population_stability_index,
-)
+from textgate.serve.drift import LabelDrift
 
 KEY = "test-key-1"
 MIN_CONFIDENCE = 0.9999  # the tiny random model is confident; this makes most answers "low"

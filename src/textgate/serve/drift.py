@@ -1,6 +1,5 @@
-"""Drift of the served labels: pure statistics (``population_stability_index``,
-``chi2_goodness_of_fit``, ``chi2_sf``, testable against scipy without a server; scipy is not
-needed at run time) and the thread-safe windows the app feeds (``LabelDrift`` against a
+"""Drift of the served labels: the thread-safe windows the app feeds, measured with the
+statistics of ``textgate drift`` (:mod:`textgate.drift.stats`, on scipy) (``LabelDrift`` against a
 reference distribution, ``ShadowTracker`` primary vs shadow). :mod:`textgate.serve.prometheus`
 exports them as gauges."""
 
@@ -12,101 +11,9 @@ from collections import Counter as _Tally
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = [
-    "DRIFT_EPSILON",
-    "LabelDrift",
-    "ShadowTracker",
-    "chi2_goodness_of_fit",
-    "chi2_sf",
-    "population_stability_index",
-]
+from textgate.drift.stats import chi2_goodness_of_fit, population_stability_index
 
-# Share given to a category absent on one side, so that PSI and chi2 stay finite (a common choice).
-DRIFT_EPSILON = 1e-4
-
-
-def _smoothed(shares: Sequence[float]) -> list[float]:
-    floored = [max(float(s), DRIFT_EPSILON) for s in shares]
-    total = sum(floored)
-    return [s / total for s in floored]
-
-
-def population_stability_index(observed_counts: Sequence[float], expected_shares: Sequence[float]) -> float:
-    """PSI = sum((a - e) * ln(a / e)) over categories, shares floored at DRIFT_EPSILON.
-
-    Rules of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shift. NaN without data."""
-    n = float(sum(observed_counts))
-    if n <= 0 or len(observed_counts) != len(expected_shares):
-        return math.nan
-    actual = _smoothed([c / n for c in observed_counts])
-    expected = _smoothed(expected_shares)
-    return float(sum((a - e) * math.log(a / e) for a, e in zip(actual, expected)))
-
-
-def chi2_goodness_of_fit(observed_counts: Sequence[float], expected_shares: Sequence[float]) -> tuple[float, float]:
-    """Pearson's chi-squared statistic of the counts against the shares, and its p-value
-    (K - 1 degrees of freedom). Expected shares are floored at DRIFT_EPSILON. NaNs without data."""
-    n = float(sum(observed_counts))
-    k = len(observed_counts)
-    if n <= 0 or k < 2 or k != len(expected_shares):
-        return math.nan, math.nan
-    expected = [n * e for e in _smoothed(expected_shares)]
-    statistic = sum((o - e) ** 2 / e for o, e in zip(observed_counts, expected))
-    return float(statistic), chi2_sf(statistic, k - 1)
-
-
-def chi2_sf(x: float, dof: float) -> float:
-    """Survival function of the chi-squared distribution, P(X > x) = Q(dof/2, x/2), the
-    regularized upper incomplete gamma function (series below a+1, continued fraction above,
-    as in Numerical Recipes' gammq)."""
-    if dof <= 0:
-        raise ValueError(f"dof must be > 0; got {dof}.")
-    if math.isnan(x):
-        return math.nan
-    if x <= 0:
-        return 1.0
-    if math.isinf(x):
-        return 0.0
-    a, z = dof / 2.0, x / 2.0
-    if z < a + 1.0:
-        return max(0.0, min(1.0, 1.0 - _lower_gamma_series(a, z)))
-    return max(0.0, min(1.0, _upper_gamma_continued_fraction(a, z)))
-
-
-def _lower_gamma_series(a: float, z: float) -> float:
-    """P(a, z) by its power series (converges fast for z < a + 1)."""
-    term = total = 1.0 / a
-    denominator = a
-    for _ in range(10_000):
-        denominator += 1.0
-        term *= z / denominator
-        total += term
-        if abs(term) < abs(total) * 1e-16:
-            break
-    return total * math.exp(-z + a * math.log(z) - math.lgamma(a))
-
-
-def _upper_gamma_continued_fraction(a: float, z: float) -> float:
-    """Q(a, z) by Lentz's continued fraction (converges fast for z >= a + 1)."""
-    tiny = 1e-300
-    b = z + 1.0 - a
-    c = 1.0 / tiny
-    d = 1.0 / b
-    h = d
-    for i in range(1, 10_000):
-        an = -i * (i - a)
-        b += 2.0
-        d = an * d + b
-        d = tiny if abs(d) < tiny else d
-        c = b + an / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            break
-    return math.exp(-z + a * math.log(z) - math.lgamma(a)) * h
-
+__all__ = ["LabelDrift", "ShadowTracker"]
 
 class LabelDrift:
     """The last ``window`` final labels against a reference distribution (thread-safe)."""
