@@ -7,7 +7,6 @@ The terminal and the Markdown draw the same `Table`s, so they never disagree.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from textgate.calibrate.heldout import CalibrationResult
 from textgate.calibrate.mc_dropout import McDropoutRun
 from textgate.evaluation.metrics import DEFAULT_N_BINS
 from textgate.hardware import hardware_line
-from textgate.outputs import write_text_atomic
+from textgate.report.files import write_report_files
 from textgate.report.html import (
     COLORS,
     LAYOUT_CHECK_SCRIPT,
@@ -229,9 +228,5 @@ def render_calibration_html(report: dict[str, Any]) -> str:
 
 def write_calibration_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path, Path]:
     """Write report.json, report.md and report.html into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = (out_dir / "report.json", out_dir / "report.md", out_dir / "report.html")
-    write_text_atomic(paths[0], json.dumps(report, indent=2, allow_nan=False) + "\n")
-    write_text_atomic(paths[1], render_calibration_markdown(report))
-    write_text_atomic(paths[2], render_calibration_html(report))
-    return paths
+    return tuple(write_report_files(out_dir, report, markdown=render_calibration_markdown(report),
+                                    html=render_calibration_html(report)))

@@ -4,7 +4,6 @@ report.html (one self-contained file with plots)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from textgate.evaluation.registry import metric_info
 from textgate.gate.run import GateRun
 from textgate.hardware import hardware_line
-from textgate.outputs import write_text_atomic
+from textgate.report.files import write_report_files
 
 __all__ = ["GATE_REPORT_SCHEMA_VERSION", "gate_report_dict", "render_gate_markdown", "write_gate_reports"]
 
@@ -206,12 +205,7 @@ def _examples(report: dict[str, Any]) -> list[str]:
 def write_gate_reports(report: dict[str, Any], out_dir: Path) -> list[Path]:
     from textgate.gate.html import render_gate_html
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]
-    write_text_atomic(paths[0], json.dumps(report, indent=2, allow_nan=False) + "\n")
-    write_text_atomic(paths[1], render_gate_markdown(report))
-    write_text_atomic(paths[2], render_gate_html(report))
-    return paths
+    return write_report_files(out_dir, report, markdown=render_gate_markdown(report), html=render_gate_html(report))
 
 
 def render_gate_terminal(report: dict[str, Any], console: Any) -> None:
